@@ -79,7 +79,14 @@ enum {
     LINATTN_ERR_NO_DEVICE = 19,         /* CUDA backend requested but no usable device */
     LINATTN_ERR_DEVICE = 20,            /* a CUDA call failed; the message has CUDA's error string */
     LINATTN_ERR_NOT_IMPLEMENTED = 21,   /* declared hook not implemented by this library build */
-    LINATTN_ERR_BUFFER_TOO_SMALL = 22   /* a caller-provided buffer is smaller than needed */
+    LINATTN_ERR_BUFFER_TOO_SMALL = 22,  /* a caller-provided buffer is smaller than needed */
+    /* Prefix cache (linattn_prefix_cache) */
+    LINATTN_ERR_KV_EXHAUSTED = 23,      /* not enough KV blocks free or evictable for the step */
+    LINATTN_ERR_UNKNOWN_REQUEST = 24,   /* no live request of the cache has this id */
+    LINATTN_ERR_DUPLICATE_REQUEST = 25, /* a live request of the cache already has this id */
+    LINATTN_ERR_STEP_PENDING = 26,      /* the request's scheduled step is not committed yet (one step at a time) */
+    LINATTN_ERR_NO_STEP = 27,           /* commit of a request that has no scheduled step */
+    LINATTN_ERR_INTERNAL = 28           /* the library found its own bookkeeping inconsistent (a bug: report it) */
 };
 
 typedef int32_t linattn_layer_kind;
@@ -271,6 +278,166 @@ typedef struct linattn_stats {
 } linattn_stats;
 
 /* ---------------------------------------------------------------------------------------------------------------
+ * Prefix cache
+ *
+ * A linattn_prefix_cache remembers which prompt prefixes have been computed, so a request that starts with one
+ * skips it: the attention layers reuse its KV blocks and the linear layers restart from a state checkpoint. It
+ * manages both kinds of memory of a hybrid model together:
+ * - KV blocks of block_size tokens for the attention layers (the host owns the KV tensors; the cache hands out
+ *   block ids, one id naming the same block in every attention layer group).
+ * - Checkpoints: the linear layers' state after the first p tokens of a sequence, p a multiple of the policy's
+ *   match unit. A checkpoint occupies one slot of the pool the cache was created on, the same slots running
+ *   sequences use; the cache allocates and frees them itself (slot_free refuses them with LINATTN_ERR_IN_USE).
+ * A hit is the longest prefix of a prompt whose KV is cached and that has a checkpoint exactly at its end; it is
+ * exact (token ids are compared, not only hashes) and always shorter than the prompt.
+ *
+ * Life of a request: cache_request_add (lookup; references the hit) -> per model step cache_request_schedule (KV
+ * blocks for the step's tokens, checkpoint slots where the policy wants them) -> the host runs the step with what
+ * the step struct says -> cache_request_commit (the step's tokens and checkpoints become visible to lookups) -> ...
+ * -> cache_request_free. Generated tokens are added with cache_request_append before the step that computes them.
+ * Only committed steps become visible, so an aborted request leaves nothing half-written behind.
+ *
+ * Stream ordering. The cache is host bookkeeping: its calls enqueue no device work and take no stream. The host
+ * commits a step once every forward of the step is enqueued. A later step that restores a checkpoint
+ * (LINATTN_INIT_FROM_SLOT) must be enqueued on the same stream as the step that wrote it, or after the host has
+ * synchronised with that stream, so the checkpoint is complete before it is read. The same rule covers slot
+ * reuse: a checkpoint slot the cache evicts and hands out again is only written by a later step, ordered after
+ * every earlier reader on that stream.
+ *
+ * Eviction is least recently used among what no live request references: cached KV units leaf first when blocks
+ * run out, checkpoints when max_checkpoints is reached. A checkpoint the policy wants while the budget is full of
+ * referenced ones is skipped (counted in stats), not an error.
+ *
+ * Threads: as everything made from a context (one thread at a time per context). Errors: on any error nothing
+ * changes (cache contents, references, statistics, pool slots) and out-parameters are untouched.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct linattn_prefix_cache linattn_prefix_cache;
+
+/* Places a checkpoint can go (bits of linattn_checkpoint_policy.places). */
+enum {
+    LINATTN_CHECKPOINT_AT_PROMPT_END = 1 << 0,      /* last match-unit boundary inside the prompt (next turn) */
+    LINATTN_CHECKPOINT_AT_TURN_END = 1 << 1,        /* last boundary reached while generating, moved forward */
+    LINATTN_CHECKPOINT_AT_BRANCH = 1 << 2,          /* where a prompt forks from a cached chain (shared prefix) */
+    LINATTN_CHECKPOINT_AT_INTERVAL = 1 << 3,        /* every every_n_blocks KV blocks */
+    LINATTN_CHECKPOINT_AT_ALIGNED_STEP_END = 1 << 4 /* only at step ends on a boundary (vLLM's align mode) */
+};
+
+/* Where checkpoints are written. All fields zero: the library default (match unit 64, prompt end + turn end +
+ * branch). Otherwise used as given: places 0 then means never write checkpoints. */
+typedef struct linattn_checkpoint_policy {
+    int32_t match_unit;     /* tokens, a multiple of linattn_capabilities.checkpoint_alignment: the reuse grain */
+    uint32_t places;        /* LINATTN_CHECKPOINT_AT_* bits */
+    int32_t every_n_blocks; /* for LINATTN_CHECKPOINT_AT_INTERVAL, >= 1 */
+} linattn_checkpoint_policy;
+
+/*
+ * A prefix cache on one pool (host memory, read during the call only). Checkpoint bytes are the pool's slot_bytes.
+ * num_attn_groups 0 makes a linear-state-only cache for a host with its own KV cache manager: no block tables; use
+ * cache_find_longest_hit with max_hit_tokens / hit_alignment to agree on a hit with the attention groups first.
+ */
+typedef struct linattn_prefix_cache_desc {
+    uint32_t struct_size;
+    int32_t block_size;             /* tokens per KV block, >= 1 */
+    int32_t num_attn_groups;        /* attention layer groups sharing one block table; 0 = linear state only */
+    const uint64_t *kv_block_bytes; /* [num_attn_groups] bytes of one block in each group (sizes the budget) */
+    int32_t num_kv_blocks;          /* 0 = kv_byte_budget / sum(kv_block_bytes) */
+    uint64_t kv_byte_budget;
+    int32_t max_checkpoints;        /* 0 = checkpoint_byte_budget / slot_bytes; 0 from both: no checkpoints */
+    uint64_t checkpoint_byte_budget;
+    int32_t max_index_entries;      /* cached units; 0 = every KV block's units, or 65536 without KV */
+    linattn_checkpoint_policy policy;
+} linattn_prefix_cache_desc;
+
+/* A key mixed into the hash of every token unit overlapping [start, end): adapter id, multimodal content hash,
+ * cache salt. Requests match only where their keys agree. */
+typedef struct linattn_cache_extra_key {
+    int64_t start;
+    int64_t end;
+    uint64_t key;
+} linattn_cache_extra_key;
+
+/* One request (host memory, copied during the call). */
+typedef struct linattn_cache_request_desc {
+    uint32_t struct_size;
+    uint32_t extra_key_size; /* sizeof(linattn_cache_extra_key) */
+    uint64_t request_id;     /* the host's id, unique among the cache's live requests */
+    const int32_t *tokens;   /* the prompt's token ids */
+    int64_t num_tokens;      /* >= 1 */
+    const linattn_cache_extra_key *extra_keys; /* may be NULL when num_extra_keys is 0 */
+    int32_t num_extra_keys;
+    int32_t hit_alignment;  /* 0 or 1: any checkpoint; else the hit is a multiple of it */
+    int64_t max_hit_tokens; /* < 0: no limit */
+} linattn_cache_request_desc;
+
+/* Result of a lookup (struct_size set by the host). */
+typedef struct linattn_cache_hit {
+    uint32_t struct_size;
+    int32_t checkpoint_slot; /* pool slot holding the state after hit_tokens tokens; -1 when hit_tokens is 0 */
+    int64_t hit_tokens;      /* reusable prefix: cached KV and a checkpoint at exactly this position */
+    int64_t matched_tokens;  /* prefix found cached (KV only), >= hit_tokens */
+} linattn_cache_hit;
+
+/* A checkpoint a step must write: linattn_checkpoint_desc{position, <the step's seq_index>, slot}. */
+typedef struct linattn_cache_checkpoint {
+    int64_t position;
+    int32_t slot;
+} linattn_cache_checkpoint;
+
+/* Copy the first num_tokens token rows of KV block src_block into dst_block, in every attention group, before the
+ * step's attention runs (a hit ending inside a block). */
+typedef struct linattn_cache_kv_copy {
+    int32_t src_block;
+    int32_t dst_block;
+    int32_t num_tokens;
+} linattn_cache_kv_copy;
+
+/*
+ * One scheduled step of a request (struct_size set by the host). The first four fields go straight into the
+ * request's linattn_seq_desc (its state_slot and token_offset are the host's), the checkpoints into
+ * linattn_checkpoint_desc entries. Pointers are host memory owned by the cache, valid until the next call that
+ * changes this request (append, schedule, commit, free) or destroys the cache.
+ */
+typedef struct linattn_cache_step {
+    uint32_t struct_size;
+    int32_t num_tokens;     /* linattn_seq_desc.num_tokens */
+    int64_t start_position; /* linattn_seq_desc.start_position: tokens already computed */
+    linattn_init init;      /* linattn_seq_desc.init: ZERO, CONTINUE (own slot) or FROM_SLOT (a hit) */
+    int32_t source_slot;    /* linattn_seq_desc.source_slot for FROM_SLOT; -1 otherwise */
+    int32_t num_checkpoints;
+    const linattn_cache_checkpoint *checkpoints; /* [num_checkpoints], ascending positions */
+    int32_t num_kv_copies;  /* 0 or 1 (only a first step after a hit) */
+    linattn_cache_kv_copy kv_copy;
+    int32_t num_blocks;         /* block table covering positions 0 .. start_position + num_tokens - 1 */
+    const int32_t *block_table; /* [num_blocks]; NULL without attention groups */
+} linattn_cache_step;
+
+/* Counters and occupancy of one cache (struct_size set by the host). */
+typedef struct linattn_cache_stats {
+    uint32_t struct_size;
+    uint64_t lookups;               /* requests admitted */
+    uint64_t lookup_tokens;         /* their prompt tokens */
+    uint64_t hits;                  /* admissions with hit_tokens > 0 */
+    uint64_t hit_tokens;            /* prompt tokens not recomputed thanks to hits */
+    uint64_t checkpoints_written;   /* made visible by a committed step */
+    uint64_t checkpoints_restored;  /* committed steps that started from a checkpoint */
+    uint64_t checkpoints_evicted;   /* visible checkpoints dropped for room */
+    uint64_t checkpoints_discarded; /* written by a step never committed, or already cached */
+    uint64_t checkpoints_skipped;   /* wanted while the budget was full of referenced ones */
+    uint64_t index_entries_evicted;
+    uint64_t kv_copies;             /* partial-block copies handed out */
+    int64_t checkpoints_in_use;     /* pool slots the cache holds (visible + pending) */
+    int64_t max_checkpoints;
+    uint64_t checkpoint_bytes_in_use;
+    int64_t kv_blocks_total;
+    int64_t kv_blocks_free;
+    int64_t kv_blocks_cached_only; /* held only by evictable cache entries */
+    uint64_t kv_bytes_in_use;      /* blocks not free */
+    int64_t index_entries;
+    int64_t live_requests;
+} linattn_cache_stats;
+
+/* ---------------------------------------------------------------------------------------------------------------
  * The function table. Append-only: entries are never removed, reordered or changed within a major version.
  * ------------------------------------------------------------------------------------------------------------- */
 
@@ -363,6 +530,50 @@ typedef struct linattn_api {
 
     /* Counters of the context (up to stats->struct_size bytes). */
     linattn_status (*get_stats)(const linattn_context *context, linattn_stats *stats);
+
+    /* ---- prefix cache (see "Prefix cache" above); host bookkeeping only: no device work, no stream ---- */
+
+    /* Create a prefix cache whose checkpoints take slots of `pool` (the pool's slot_bytes each): give the pool
+     * room for the running sequences plus max_checkpoints. The pool cannot be destroyed while the cache exists
+     * (LINATTN_ERR_IN_USE); destroying the context destroys the cache. Synchronous (host memory only). */
+    linattn_status (*prefix_cache_create)(linattn_pool *pool, const linattn_prefix_cache_desc *desc,
+                                          linattn_prefix_cache **out_cache);
+
+    /* Destroy a cache: every checkpoint slot goes back to the pool, every request is forgotten. Work already
+     * enqueued that reads a checkpoint still completes correctly (stream order). Destroying NULL is OK. */
+    linattn_status (*prefix_cache_destroy)(linattn_prefix_cache *cache);
+
+    /* The hit cache_request_add would give, without admitting anything or changing statistics. */
+    linattn_status (*cache_find_longest_hit)(linattn_prefix_cache *cache, const linattn_cache_request_desc *request,
+                                             linattn_cache_hit *out_hit);
+
+    /* Admit a request: look up its prompt, reference the hit's KV blocks and checkpoint (they stay cached until
+     * its first step commits), copy its tokens. *out_hit (may be NULL) receives the hit. */
+    linattn_status (*cache_request_add)(linattn_prefix_cache *cache, const linattn_cache_request_desc *request,
+                                        linattn_cache_hit *out_hit);
+
+    /* Append generated token ids (host memory, copied) before scheduling the step that computes them. */
+    linattn_status (*cache_request_append)(linattn_prefix_cache *cache, uint64_t request_id, const int32_t *tokens,
+                                           int64_t num_tokens);
+
+    /* Schedule the request's next num_tokens tokens (its next prefill chunk, or decode tokens appended before):
+     * KV blocks for them, evicting cached ones if needed (LINATTN_ERR_KV_EXHAUSTED when even that is not enough),
+     * and checkpoint slots from the pool where the policy wants checkpoints (LINATTN_ERR_POOL_EXHAUSTED when the
+     * pool has no free slot). LINATTN_ERR_TOKEN_RANGE when the request has fewer uncomputed tokens. One step at a
+     * time per request: commit (or free) before scheduling the next. */
+    linattn_status (*cache_request_schedule)(linattn_prefix_cache *cache, uint64_t request_id, int64_t num_tokens,
+                                             linattn_cache_step *out_step);
+
+    /* The scheduled step's forwards are enqueued: its tokens and checkpoints become visible to lookups (see the
+     * stream ordering rule above). */
+    linattn_status (*cache_request_commit)(linattn_prefix_cache *cache, uint64_t request_id);
+
+    /* Finish or abort a request: drop its references; an uncommitted step leaves nothing visible and its
+     * checkpoint slots go back to the pool. What it committed stays cached. */
+    linattn_status (*cache_request_free)(linattn_prefix_cache *cache, uint64_t request_id);
+
+    /* Counters of one cache (up to stats->struct_size bytes). */
+    linattn_status (*cache_get_stats)(const linattn_prefix_cache *cache, linattn_cache_stats *stats);
 } linattn_api;
 
 /*

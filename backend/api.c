@@ -60,6 +60,18 @@ RANGED(spec_verify,
 RANGED(spec_commit, (linattn_pool *p, const linattn_plan *pl, const linattn_accept_desc *a, linattn_stream_t st),
        (p, pl, a, st))
 RANGED(get_stats, (const linattn_context *c, linattn_stats *o), (c, o))
+RANGED(prefix_cache_create, (linattn_pool *p, const linattn_prefix_cache_desc *d, linattn_prefix_cache **o), (p, d, o))
+RANGED(prefix_cache_destroy, (linattn_prefix_cache *c), (c))
+RANGED(cache_find_longest_hit, (linattn_prefix_cache *c, const linattn_cache_request_desc *r, linattn_cache_hit *h),
+       (c, r, h))
+RANGED(cache_request_add, (linattn_prefix_cache *c, const linattn_cache_request_desc *r, linattn_cache_hit *h),
+       (c, r, h))
+RANGED(cache_request_append, (linattn_prefix_cache *c, uint64_t id, const int32_t *t, int64_t n), (c, id, t, n))
+RANGED(cache_request_schedule, (linattn_prefix_cache *c, uint64_t id, int64_t n, linattn_cache_step *s),
+       (c, id, n, s))
+RANGED(cache_request_commit, (linattn_prefix_cache *c, uint64_t id), (c, id))
+RANGED(cache_request_free, (linattn_prefix_cache *c, uint64_t id), (c, id))
+RANGED(cache_get_stats, (const linattn_prefix_cache *c, linattn_cache_stats *s), (c, s))
 
 static const linattn_api api_table = {
     .struct_size = sizeof(linattn_api),
@@ -89,9 +101,18 @@ static const linattn_api api_table = {
     .spec_verify = ranged_spec_verify,
     .spec_commit = ranged_spec_commit,
     .get_stats = ranged_get_stats,
+    .prefix_cache_create = ranged_prefix_cache_create,
+    .prefix_cache_destroy = ranged_prefix_cache_destroy,
+    .cache_find_longest_hit = ranged_cache_find_longest_hit,
+    .cache_request_add = ranged_cache_request_add,
+    .cache_request_append = ranged_cache_request_append,
+    .cache_request_schedule = ranged_cache_request_schedule,
+    .cache_request_commit = ranged_cache_request_commit,
+    .cache_request_free = ranged_cache_request_free,
+    .cache_get_stats = ranged_cache_get_stats,
 };
 
-/* ABI 1.0 layout, frozen: entries of later minors go after get_stats. */
+/* ABI 1.0 layout, frozen: entries of later minors go after cache_get_stats. */
 #define FROZEN_SLOT(member, index)                                                                                 \
     _Static_assert(offsetof(linattn_api, member) == offsetof(linattn_api, version_string) + (index) * sizeof(void *), \
                    "linattn_api 1.0 layout changed: " #member)
@@ -99,6 +120,17 @@ FROZEN_SLOT(version_string, 0);
 FROZEN_SLOT(context_create, 2);
 FROZEN_SLOT(forward, 20);
 FROZEN_SLOT(get_stats, 23);
+FROZEN_SLOT(prefix_cache_create, 24);
+FROZEN_SLOT(prefix_cache_destroy, 25);
+FROZEN_SLOT(cache_find_longest_hit, 26);
+FROZEN_SLOT(cache_request_add, 27);
+FROZEN_SLOT(cache_request_append, 28);
+FROZEN_SLOT(cache_request_schedule, 29);
+FROZEN_SLOT(cache_request_commit, 30);
+FROZEN_SLOT(cache_request_free, 31);
+FROZEN_SLOT(cache_get_stats, 32);
+_Static_assert(sizeof(linattn_api) == offsetof(linattn_api, cache_get_stats) + sizeof(void *),
+               "linattn_api has entries after cache_get_stats: add them to the table and freeze them here");
 
 const char *api_version_string(void)
 {

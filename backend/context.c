@@ -64,6 +64,7 @@ linattn_status api_context_destroy(linattn_context *ctx)
     linattn_status status = check_context(ctx);
     if (status) return status;
     status = ctx->ops->synchronize(ctx);
+    while (ctx->caches) prefix_cache_release(ctx->caches); /* first: they give slots back to pools */
     while (ctx->plans) plan_release(ctx->plans);
     while (ctx->pools) pool_release(ctx->pools);
     while (ctx->layers) layer_release(ctx->layers);

@@ -58,6 +58,15 @@ linattn_status check_plan(const linattn_plan *plan)
     return LINATTN_OK;
 }
 
+linattn_status check_cache(const linattn_prefix_cache *cache)
+{
+    if (!cache) return fail(LINATTN_ERR_NULL_ARGUMENT, "prefix cache is NULL");
+    if (!handle_is_live(cache, HANDLE_CACHE))
+        return fail(LINATTN_ERR_INVALID_HANDLE, "prefix cache %p is not a live prefix cache (destroyed?)",
+                    (const void *)cache);
+    return LINATTN_OK;
+}
+
 linattn_status check_slot(const linattn_pool *pool, int32_t slot, const char *what)
 {
     if (slot < 0 || slot >= pool->capacity)

@@ -59,6 +59,7 @@ linattn_status api_forward(linattn_layer *layer, const linattn_plan *plan, const
         .num_tokens = device ? plan->limits.max_tokens : plan->num_tokens,
         .seqs = plan->device_seqs,
         .checkpoints = plan->device_checkpoints,
+        .max_seq_tokens = plan->max_seq_tokens,
     };
     status = ctx->ops->forward(ctx, &layer->params, &batch, &io, &pl->view, stream);
     if (status) return status;

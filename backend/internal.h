@@ -1,8 +1,9 @@
 /*
  * internal.h — the objects behind the ABI's opaque handles, and the device interface every backend implements.
  *
- * Ownership: a context owns its layers, pools and plans (intrusive lists, destroyed with it). A pool references
- * its layers (layer.pool_refs) and a plan its pool (pool.plan_refs), so nothing in use can be destroyed.
+ * Ownership: a context owns its layers, pools, plans and prefix caches (intrusive lists, destroyed with it). A pool
+ * references its layers (layer.pool_refs), a plan its pool (pool.plan_refs) and a prefix cache its pool
+ * (pool.cache_refs), so nothing in use can be destroyed.
  * Every call validates fully before it changes anything, so an error leaves all state as it was.
  */
 #ifndef LINATTN_BACKEND_INTERNAL_H
@@ -49,6 +50,7 @@ struct linattn_context {
     linattn_layer *layers;
     linattn_pool *pools;
     linattn_plan *plans;
+    linattn_prefix_cache *caches;
 };
 
 struct linattn_layer {
@@ -73,9 +75,22 @@ struct linattn_pool {
     pool_layer *layers;
     int32_t capacity;
     int32_t slots_in_use;
-    uint8_t *allocated; /* [capacity] */
+    uint8_t *allocated; /* [capacity] slot_owner */
     uint64_t slot_bytes;
     int32_t plan_refs;
+    int32_t cache_refs;
+};
+
+/* Who holds a pool slot: the host frees its own slots; a prefix cache's checkpoint slots only the cache frees. */
+typedef enum { SLOT_FREE = 0, SLOT_HOST = 1, SLOT_CHECKPOINT = 2 } slot_owner;
+
+struct la_cache_manager; /* cache/block_manager.h */
+
+struct linattn_prefix_cache {
+    linattn_context *ctx;
+    linattn_prefix_cache *next;
+    linattn_pool *pool; /* its checkpoint slots come from here */
+    struct la_cache_manager *manager;
 };
 
 struct linattn_plan {
@@ -87,6 +102,7 @@ struct linattn_plan {
     int32_t num_seqs;
     int32_t num_checkpoints;
     int64_t num_tokens;
+    int32_t max_seq_tokens;       /* the longest non-padding sequence of the batch, a kernel-choice hint */
     uint64_t tokens_per_layer;    /* tokens of non-padding sequences */
     uint64_t restores_per_layer;  /* non-padding sequences started FROM_SLOT */
     la_seq *seqs;                 /* host, [max_seqs] */
@@ -97,7 +113,7 @@ struct linattn_plan {
 };
 
 /* handles.c — the registry of live handles, so a destroyed handle is refused instead of dereferenced. */
-typedef enum { HANDLE_CONTEXT = 1, HANDLE_LAYER, HANDLE_POOL, HANDLE_PLAN } handle_kind;
+typedef enum { HANDLE_CONTEXT = 1, HANDLE_LAYER, HANDLE_POOL, HANDLE_PLAN, HANDLE_CACHE } handle_kind;
 linattn_status handle_register(const void *handle, handle_kind kind);
 void handle_unregister(const void *handle);
 bool handle_is_live(const void *handle, handle_kind kind);
@@ -116,6 +132,7 @@ linattn_status check_context(const linattn_context *ctx);
 linattn_status check_layer(const linattn_layer *layer);
 linattn_status check_pool(const linattn_pool *pool);
 linattn_status check_plan(const linattn_plan *plan);
+linattn_status check_cache(const linattn_prefix_cache *cache);
 linattn_status check_slot(const linattn_pool *pool, int32_t slot, const char *what);
 
 /* Writes min(struct_size, size) bytes of a result struct; the struct_size field keeps the host's value. */
@@ -152,14 +169,32 @@ linattn_status api_spec_verify(linattn_layer *layer, const linattn_plan *plan, c
                                const linattn_forward_args *args, linattn_stream_t stream);
 linattn_status api_spec_commit(linattn_pool *pool, const linattn_plan *plan, const linattn_accept_desc *accepted,
                                linattn_stream_t stream);
+linattn_status api_prefix_cache_create(linattn_pool *pool, const linattn_prefix_cache_desc *desc,
+                                       linattn_prefix_cache **out);
+linattn_status api_prefix_cache_destroy(linattn_prefix_cache *cache);
+linattn_status api_cache_find_longest_hit(linattn_prefix_cache *cache, const linattn_cache_request_desc *request,
+                                          linattn_cache_hit *out_hit);
+linattn_status api_cache_request_add(linattn_prefix_cache *cache, const linattn_cache_request_desc *request,
+                                     linattn_cache_hit *out_hit);
+linattn_status api_cache_request_append(linattn_prefix_cache *cache, uint64_t request_id, const int32_t *tokens,
+                                        int64_t num_tokens);
+linattn_status api_cache_request_schedule(linattn_prefix_cache *cache, uint64_t request_id, int64_t num_tokens,
+                                          linattn_cache_step *out_step);
+linattn_status api_cache_request_commit(linattn_prefix_cache *cache, uint64_t request_id);
+linattn_status api_cache_request_free(linattn_prefix_cache *cache, uint64_t request_id);
+linattn_status api_cache_get_stats(const linattn_prefix_cache *cache, linattn_cache_stats *stats);
 
 /* Destruction used by context_destroy (no checks, no device sync). */
 void layer_release(linattn_layer *layer);
 void pool_release(linattn_pool *pool);
 void plan_release(linattn_plan *plan);
+void prefix_cache_release(linattn_prefix_cache *cache); /* gives its checkpoint slots back to its pool */
 
 /* pool.c helpers shared with forward/plan */
 const pool_layer *pool_find_layer(const linattn_pool *pool, const linattn_layer *layer);
+/* The lowest free slot, marked as owner's; -1 when the pool is full. */
+int32_t pool_take_slot(linattn_pool *pool, slot_owner owner);
+void pool_return_slot(linattn_pool *pool, int32_t slot);
 
 #define CHECKPOINT_ALIGNMENT 64
 #define LIBRARY_VERSION_MAJOR 0

@@ -256,10 +256,12 @@ static linattn_status translate_batch(linattn_plan *plan, const linattn_batch_de
     qsort(order, (size_t)b->num_checkpoints, sizeof *order, compare_checkpoints);
 
     uint64_t tokens = 0, restores = 0;
+    int32_t longest = 0;
     for (int32_t i = 0; i < b->num_seqs; i++) {
         translate_seq(&b->seqs[i], &plan->seqs[i]);
         if (b->seqs[i].state_slot == LINATTN_SLOT_NONE) continue;
         tokens += (uint64_t)b->seqs[i].num_tokens;
+        if (b->seqs[i].num_tokens > longest) longest = b->seqs[i].num_tokens;
         restores += b->seqs[i].init == LINATTN_INIT_FROM_SLOT;
     }
     for (int32_t i = b->num_seqs; i < plan->limits.max_seqs; i++) {
@@ -276,6 +278,7 @@ static linattn_status translate_batch(linattn_plan *plan, const linattn_batch_de
     plan->num_seqs = b->num_seqs;
     plan->num_checkpoints = b->num_checkpoints;
     plan->num_tokens = b->num_tokens;
+    plan->max_seq_tokens = longest;
     plan->tokens_per_layer = tokens;
     plan->restores_per_layer = restores;
     plan->has_batch = true;

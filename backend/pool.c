@@ -149,6 +149,9 @@ linattn_status api_pool_destroy(linattn_pool *pool)
     if (status) return status;
     if (pool->plan_refs > 0)
         return fail(LINATTN_ERR_IN_USE, "pool is still used by %d plan(s); destroy them first", pool->plan_refs);
+    if (pool->cache_refs > 0)
+        return fail(LINATTN_ERR_IN_USE, "pool holds the checkpoints of %d prefix cache(s); destroy them first",
+                    pool->cache_refs);
     status = pool->ctx->ops->synchronize(pool->ctx);
     pool_release(pool);
     return status;
@@ -173,14 +176,26 @@ linattn_status api_slot_alloc(linattn_pool *pool, int32_t *out_slot)
     linattn_status status = check_pool(pool);
     if (status) return status;
     if (!out_slot) return fail(LINATTN_ERR_NULL_ARGUMENT, "out_slot is NULL");
-    if (pool->slots_in_use == pool->capacity)
-        return fail(LINATTN_ERR_POOL_EXHAUSTED, "all %d slots of the pool are in use", pool->capacity);
-    int32_t slot = 0;
-    while (pool->allocated[slot]) slot++;
-    pool->allocated[slot] = 1;
-    pool->slots_in_use++;
+    int32_t slot = pool_take_slot(pool, SLOT_HOST);
+    if (slot < 0) return fail(LINATTN_ERR_POOL_EXHAUSTED, "all %d slots of the pool are in use", pool->capacity);
     *out_slot = slot;
     return LINATTN_OK;
+}
+
+int32_t pool_take_slot(linattn_pool *pool, slot_owner owner)
+{
+    if (pool->slots_in_use == pool->capacity) return -1;
+    int32_t slot = 0;
+    while (pool->allocated[slot] != SLOT_FREE) slot++;
+    pool->allocated[slot] = (uint8_t)owner;
+    pool->slots_in_use++;
+    return slot;
+}
+
+void pool_return_slot(linattn_pool *pool, int32_t slot)
+{
+    pool->allocated[slot] = SLOT_FREE;
+    pool->slots_in_use--;
 }
 
 linattn_status api_slot_free(linattn_pool *pool, int32_t slot)
@@ -188,8 +203,9 @@ linattn_status api_slot_free(linattn_pool *pool, int32_t slot)
     linattn_status status = check_pool(pool);
     if (!status) status = check_slot(pool, slot, "slot");
     if (status) return status;
-    pool->allocated[slot] = 0;
-    pool->slots_in_use--;
+    if (pool->allocated[slot] == SLOT_CHECKPOINT)
+        return fail(LINATTN_ERR_IN_USE, "slot %d holds a prefix cache checkpoint; only the cache frees it", slot);
+    pool_return_slot(pool, slot);
     return LINATTN_OK;
 }
 
@@ -264,7 +280,7 @@ static linattn_status check_transfer(const linattn_pool *pool, const linattn_lay
 linattn_status api_slot_read(const linattn_pool *pool, const linattn_layer *layer, int32_t slot, void *dst,
                              uint64_t bytes, linattn_stream_t stream)
 {
-    const pool_layer *pl;
+    const pool_layer *pl = NULL;
     linattn_status status = check_transfer(pool, layer, slot, dst, bytes, &pl);
     if (status) return status;
     const linattn_layer_info *info = &layer->info;
@@ -278,7 +294,7 @@ linattn_status api_slot_read(const linattn_pool *pool, const linattn_layer *laye
 linattn_status api_slot_write(linattn_pool *pool, const linattn_layer *layer, int32_t slot, const void *src,
                               uint64_t bytes, linattn_stream_t stream)
 {
-    const pool_layer *pl;
+    const pool_layer *pl = NULL;
     linattn_status status = check_transfer(pool, layer, slot, src, bytes, &pl);
     if (status) return status;
     const linattn_layer_info *info = &layer->info;

@@ -389,8 +389,15 @@ static lac_request *new_request(la_cache_manager *m, const la_cache_request_desc
     r->num_tokens = r->prompt_tokens = d->num_tokens;
     if (d->num_extra_keys) memcpy(r->extra_keys, d->extra_keys, (size_t)d->num_extra_keys * sizeof *r->extra_keys);
     r->num_extra_keys = d->num_extra_keys;
-    r->restore_cp = r->copy_src = r->rolling_cp = LAC_NONE;
+    r->restore_cp = r->copy_src = r->frontier.cp = LAC_NONE;
     return r;
+}
+
+/* A checkpoint only its own chain's next turn wants (a prompt end, a turn end), as opposed to a branch point or an
+ * interval one that other requests share. */
+static int is_private(uint32_t places)
+{
+    return places && !(places & ~(uint32_t)(LA_CACHE_AT_PROMPT_END | LA_CACHE_AT_TURN_END));
 }
 
 /* Take references on the hit: its chain of entries, its checkpoint, its full KV blocks, and the block a partial
@@ -404,6 +411,9 @@ static void take_hit(la_cache_manager *m, lac_request *r, const walk_result *w)
     if (w->hit_checkpoint != LAC_NONE) {
         r->restore_cp = w->hit_checkpoint;
         lac_checkpoint_pin(m, r->restore_cp);
+        /* Restoring a private checkpoint continues that chain (the next turn of a conversation): this request's
+         * own checkpoints supersede it. */
+        if (is_private(m->checkpoints[r->restore_cp].places)) r->frontier = lac_checkpoint_ref_to(m, r->restore_cp);
     }
     if (m->has_kv) {
         int64_t full_blocks = r->hit / m->block_size;
@@ -420,8 +430,15 @@ static void take_hit(la_cache_manager *m, lac_request *r, const walk_result *w)
             lac_block_adjust(m, r->copy_src, 1, 1);
         }
     }
+    /* A branch point: the cached chain goes on past where this prompt leaves it, with other tokens (two requests
+     * share the prefix and fork). A chain that simply ends there (an earlier turn whose checkpoint is gone) is no
+     * fork: this request's own checkpoints further on serve whoever extends it. */
+    const int64_t prompt_units = r->prompt_tokens / unit;
+    const int fork = w->matched_units > 0 && w->matched_units < prompt_units &&
+                     m->entries[r->path[w->matched_units - 1]].num_children > 0;
     int64_t branch = w->matched_units * unit / match_unit * match_unit;
-    if (branch > r->hit && m->entries[r->path[branch / unit - 1]].checkpoint == LAC_NONE) r->branch_position = branch;
+    if (fork && branch > r->hit && m->entries[r->path[branch / unit - 1]].checkpoint == LAC_NONE)
+        r->branch_position = branch;
     int64_t prompt_end = r->prompt_tokens / match_unit * match_unit;
     r->prompt_end_cached = prompt_end > 0 && prompt_end / unit <= w->matched_units &&
                            m->entries[r->path[prompt_end / unit - 1]].checkpoint != LAC_NONE;
@@ -583,35 +600,58 @@ la_cache_status la_cache_request_schedule(la_cache_manager *manager, uint64_t re
                         "request %llu needs %lld KV blocks, %lld are free or evictable",
                         (unsigned long long)request_id, (long long)new_blocks, (long long)lac_blocks_obtainable(m));
 
-    /* Slots within budget come from the slot allocator, the only step that can still fail: do it first. */
+    /* The deepest private checkpoint of the step is written over the request's frontier, when nobody is about
+     * to restore from that: a conversation keeps one slot, moving forward. */
+    int64_t reuse_at = -1;
+    if (lac_checkpoint_ref_valid(m, r->frontier) && m->checkpoints[r->frontier.cp].pins == 0)
+        for (int64_t i = 0; i < wanted; i++)
+            if (is_private(m->plan[i].places)) reuse_at = i;
+    const int64_t fresh_wanted = wanted - (reuse_at >= 0);
+
+    /* Slots within budget come from the slot allocator, the only step that can still fail: do it first. Fresh
+     * checkpoints sit after the reused one's place, so ordering them below never overwrites one not yet read. */
+    int32_t *fresh_cps = wanted ? r->pending_cps + (reuse_at >= 0) : NULL;
     int64_t from_allocator = m->max_checkpoints - m->checkpoints_in_use;
-    if (from_allocator > wanted) from_allocator = wanted;
-    for (int64_t i = 0; i < from_allocator; i++) {
-        r->pending_cps[i] = lac_checkpoint_acquire_new(m);
-        if (r->pending_cps[i] == LAC_NONE) {
-            release_pending(m, r, i);
+    if (from_allocator > fresh_wanted) from_allocator = fresh_wanted;
+    int64_t fresh = 0;
+    for (; fresh < from_allocator; fresh++) {
+        fresh_cps[fresh] = lac_checkpoint_acquire_new(m);
+        if (fresh_cps[fresh] == LAC_NONE) {
+            for (int64_t i = 0; i < fresh; i++) lac_checkpoint_release(m, fresh_cps[i]);
             return lac_fail(m, LA_CACHE_ERR_SLOT_ALLOC, "the slot allocator gave no checkpoint slot (request %llu)",
                             (unsigned long long)request_id);
         }
     }
 
     m->clock++;
+    if (reuse_at >= 0) lac_checkpoint_take_back(m, r->frontier.cp);
     for (int64_t b = r->num_blocks; b < blocks_needed; b++) r->blocks[b] = lac_block_take(m);
     r->num_blocks = blocks_needed > r->num_blocks ? blocks_needed : r->num_blocks;
-    int64_t acquired = from_allocator;
-    while (acquired < wanted) {
-        int32_t cp = lac_checkpoint_acquire_evicted(m);
+    /* Beyond the budget, slots come from evicting the least recently used checkpoints, except for a turn end
+     * that could not go over its frontier (it was evicted): that one only takes a superseded slot, or every
+     * decoding request that lost its slot would evict another's every match unit. */
+    const int64_t turn_end_without_frontier =
+        reuse_at < 0 && wanted > 0 && m->plan[wanted - 1].places == LA_CACHE_AT_TURN_END ? wanted - 1 : -1;
+    for (; fresh < fresh_wanted; fresh++) {
+        int demoted_only = fresh == turn_end_without_frontier;
+        int32_t cp = lac_checkpoint_acquire_evicted(m, demoted_only);
         if (cp == LAC_NONE) break;
-        r->pending_cps[acquired++] = cp;
+        fresh_cps[fresh] = cp;
+    }
+    /* Hand the checkpoints out in plan order; without room, the last positions go without. */
+    int64_t acquired = 0, used_fresh = 0;
+    for (int64_t i = 0; i < wanted; i++) {
+        int32_t cp = i == reuse_at ? r->frontier.cp : used_fresh < fresh ? fresh_cps[used_fresh++] : LAC_NONE;
+        if (cp == LAC_NONE) continue;
+        lac_checkpoint *c = &m->checkpoints[cp];
+        c->position = m->plan[i].position;
+        c->places = m->plan[i].places;
+        r->pending_cps[acquired] = cp;
+        r->writes[acquired].position = c->position;
+        r->writes[acquired].slot = c->slot;
+        acquired++;
     }
     m->stats.checkpoints_skipped += (uint64_t)(wanted - acquired);
-    for (int64_t i = 0; i < acquired; i++) {
-        lac_checkpoint *c = &m->checkpoints[r->pending_cps[i]];
-        c->position = m->plan[i].position;
-        c->rolling = m->plan[i].rolling;
-        r->writes[i].position = c->position;
-        r->writes[i].slot = c->slot;
-    }
     r->num_pending = acquired;
     r->step_pending = 1;
     r->step_start = r->computed;
@@ -648,6 +688,11 @@ static void extend_path(la_cache_manager *m, lac_request *r, int64_t target_unit
     }
 }
 
+static void demote_if_valid(la_cache_manager *m, lac_checkpoint_ref ref)
+{
+    if (lac_checkpoint_ref_valid(m, ref)) lac_checkpoint_demote(m, ref.cp);
+}
+
 static void publish_pending(la_cache_manager *m, lac_request *r)
 {
     for (int64_t i = 0; i < r->num_pending; i++) {
@@ -661,13 +706,12 @@ static void publish_pending(la_cache_manager *m, lac_request *r)
         }
         lac_checkpoint_publish(m, cp, entry);
         m->stats.checkpoints_written++;
-        if (!m->checkpoints[cp].rolling) continue;
-        int32_t previous = r->rolling_cp;
-        if (previous != LAC_NONE && m->checkpoints[previous].state == LAC_CP_VISIBLE &&
-            m->checkpoints[previous].generation == r->rolling_generation)
-            lac_checkpoint_demote(m, previous);
-        r->rolling_cp = cp;
-        r->rolling_generation = m->checkpoints[cp].generation;
+        /* A deeper private checkpoint of the chain supersedes the frontier (when it was not written over it): that
+         * one now only serves requests that leave the chain before here. */
+        if (is_private(m->checkpoints[cp].places)) {
+            if (r->frontier.cp != cp) demote_if_valid(m, r->frontier);
+            r->frontier = lac_checkpoint_ref_to(m, cp);
+        }
     }
     r->num_pending = 0;
 }

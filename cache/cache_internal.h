@@ -38,16 +38,27 @@ typedef struct lac_entry {
 
 enum { LAC_CP_FREE = 0, LAC_CP_PENDING = 1, LAC_CP_VISIBLE = 2 };
 
+/* Checkpoint LRU keys: the manager clock, plus this for those not demoted, so demoted ones always go first. */
+#define LAC_NORMAL_KEY_BASE (UINT64_C(1) << 62)
+
 typedef struct lac_checkpoint {
     int64_t position;
     int32_t slot;
     int32_t entry;       /* visible: the entry it lies at the end of */
     int32_t pins;
     int32_t state;       /* LAC_CP_* */
-    int32_t rolling;     /* a turn-end checkpoint, superseded by its request's next one */
+    uint32_t places;     /* the LA_CACHE_AT_* reasons it was written for */
+    int32_t demoted;     /* superseded: first to evict, also after being pinned for a while */
     uint32_t generation; /* bumped on reuse, so a stale reference is recognised */
     int32_t next_free;
 } lac_checkpoint;
+
+/* A reference to a checkpoint that may since have been evicted and its entry reused: valid while the entry is
+ * visible and still of the same generation. */
+typedef struct lac_checkpoint_ref {
+    int32_t cp;
+    uint32_t generation;
+} lac_checkpoint_ref;
 
 typedef struct lac_request {
     uint64_t id;
@@ -68,8 +79,7 @@ typedef struct lac_request {
     int32_t copy_tokens;
     int64_t branch_position;
     int32_t prompt_end_cached;
-    int32_t rolling_cp; /* latest committed turn-end checkpoint (checked against rolling_generation) */
-    uint32_t rolling_generation;
+    lac_checkpoint_ref frontier; /* deepest private checkpoint of its chain: the next private one goes over it */
     /* the scheduled step */
     int32_t step_pending;
     int64_t step_start;
@@ -170,16 +180,20 @@ int lac_evict_one_entry(la_cache_manager *m);
 /* A pending checkpoint with a fresh slot from the slot allocator; the caller checked the budget has room.
  * LAC_NONE when the allocator refused. */
 int32_t lac_checkpoint_acquire_new(la_cache_manager *m);
-/* A pending checkpoint with the slot of the least recently used unpinned visible one, evicted; LAC_NONE when every
- * visible checkpoint is pinned. */
-int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m);
+/* A pending checkpoint with the slot of the least recently used unpinned visible one, evicted (only a demoted one
+ * when demoted_only); LAC_NONE when there is none. */
+int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m, int demoted_only);
 /* Give a checkpoint's slot back and free its entry (pending, or visible and unpinned). */
 void lac_checkpoint_release(la_cache_manager *m, int32_t cp);
 void lac_checkpoint_publish(la_cache_manager *m, int32_t cp, int32_t entry);
 void lac_checkpoint_pin(la_cache_manager *m, int32_t cp);
 void lac_checkpoint_unpin(la_cache_manager *m, int32_t cp);
-/* Make a visible checkpoint the next to evict (a superseded turn-end checkpoint). */
+/* Make a visible checkpoint the next to evict (one superseded by a deeper checkpoint of the same request). */
 void lac_checkpoint_demote(la_cache_manager *m, int32_t cp);
+/* Take a visible unpinned checkpoint back to pending, to write a newer state into its slot. */
+void lac_checkpoint_take_back(la_cache_manager *m, int32_t cp);
+int lac_checkpoint_ref_valid(const la_cache_manager *m, lac_checkpoint_ref ref);
+lac_checkpoint_ref lac_checkpoint_ref_to(const la_cache_manager *m, int32_t cp);
 
 /* ---- requests (request_map.c) ---- */
 lac_request *lac_map_find(const lac_request_map *map, uint64_t id);

@@ -42,18 +42,18 @@ static int64_t gcd64(int64_t a, int64_t b)
     return a;
 }
 
-/* Add a single position to a small sorted, duplicate-free list; a non-rolling entry wins over a rolling one. */
-static void add_single(la_cache_planned_checkpoint *list, int *count, int64_t position, int32_t rolling)
+/* Add a single position to a small sorted, duplicate-free list, merging the reasons of equal positions. */
+static void add_single(la_cache_planned_checkpoint *list, int *count, int64_t position, uint32_t place)
 {
     int i = 0;
     while (i < *count && list[i].position < position) i++;
     if (i < *count && list[i].position == position) {
-        list[i].rolling = list[i].rolling && rolling;
+        list[i].places |= place;
         return;
     }
     for (int j = *count; j > i; j--) list[j] = list[j - 1];
     list[i].position = position;
-    list[i].rolling = rolling;
+    list[i].places = place;
     (*count)++;
 }
 
@@ -70,17 +70,17 @@ static int single_positions(const la_cache_policy *policy, const la_cache_step_w
     int count = 0;
     if (policy->places & LA_CACHE_AT_PROMPT_END) {
         int64_t prompt_end = w->prompt_tokens / unit * unit;
-        if (prompt_end > 0 && !w->prompt_end_cached && in_window(w, prompt_end)) add_single(list, &count, prompt_end, 0);
+        if (prompt_end > 0 && !w->prompt_end_cached && in_window(w, prompt_end)) add_single(list, &count, prompt_end, LA_CACHE_AT_PROMPT_END);
     }
     if ((policy->places & LA_CACHE_AT_BRANCH) && w->branch_position > 0 && w->branch_position % unit == 0 &&
         in_window(w, w->branch_position))
-        add_single(list, &count, w->branch_position, 0);
+        add_single(list, &count, w->branch_position, LA_CACHE_AT_BRANCH);
     if (policy->places & LA_CACHE_AT_TURN_END) {
         int64_t last = w->end / unit * unit;
-        if (last > w->prompt_tokens && in_window(w, last)) add_single(list, &count, last, 1);
+        if (last > w->prompt_tokens && in_window(w, last)) add_single(list, &count, last, LA_CACHE_AT_TURN_END);
     }
     if ((policy->places & LA_CACHE_AT_ALIGNED_STEP_END) && w->end % unit == 0 && in_window(w, w->end))
-        add_single(list, &count, w->end, 0);
+        add_single(list, &count, w->end, LA_CACHE_AT_ALIGNED_STEP_END);
     return count;
 }
 
@@ -105,12 +105,12 @@ int64_t la_cache_policy_plan(const la_cache_policy *policy, const la_cache_step_
         if (s < num_singles && singles[s].position <= next_interval) {
             item = singles[s++];
             if (item.position == next_interval) {
-                item.rolling = 0;
+                item.places |= LA_CACHE_AT_INTERVAL;
                 next_interval += interval;
             }
         } else {
             item.position = next_interval;
-            item.rolling = 0;
+            item.places = LA_CACHE_AT_INTERVAL;
             next_interval += interval;
         }
         if (total < capacity) out[total] = item;

@@ -16,16 +16,24 @@
 extern "C" {
 #endif
 
-/* Places a checkpoint can go (bits of la_cache_policy.places). */
+/*
+ * Places a checkpoint can go (bits of la_cache_policy.places).
+ *
+ * Prompt-end and turn-end checkpoints are private to a chain: only a later request extending it (the next turn)
+ * wants them. The manager keeps one slot per chain for them, moving forward: a request's next private checkpoint is
+ * written over its previous one (or over the private one it restored from), and one it could not write over is
+ * demoted, first to evict. Branch and interval checkpoints are shared and kept in plain LRU order.
+ */
 enum {
-    /* The last match-unit boundary inside the prompt: a later request extending this prompt (the next turn of a chat,
-     * a longer prompt with the same start) restarts there. */
+    /* The last match-unit boundary inside the prompt: a later request extending this prompt (the next turn of a
+     * chat, a longer prompt with the same start) restarts there. */
     LA_CACHE_AT_PROMPT_END = 1u << 0,
-    /* The last match-unit boundary reached while generating: the end of the turn, for the next turn. It is a rolling
-     * checkpoint: when a newer one of the same request is written, the older one becomes the first to evict. */
+    /* The last match-unit boundary reached while generating: the end of the turn, for the next turn. Rewritten
+     * every match unit while the request generates; one that lost its slot only takes a demoted one, so decoding
+     * requests never evict each other's live checkpoints. */
     LA_CACHE_AT_TURN_END = 1u << 1,
-    /* The point where the request's prompt leaves the cached prefix chain (it shares the prefix with an earlier
-     * request and diverges there), when no checkpoint is cached at that point yet. */
+    /* Where the prompt forks from the cached chain: the chain goes on past that point with other tokens (an earlier
+     * request shares the prefix and diverges there), and no checkpoint is cached there yet. */
     LA_CACHE_AT_BRANCH = 1u << 2,
     /* Every every_n_blocks KV blocks (positions that are also multiples of the match unit). */
     LA_CACHE_AT_INTERVAL = 1u << 3,
@@ -56,7 +64,7 @@ typedef struct la_cache_step_window {
 
 typedef struct la_cache_planned_checkpoint {
     int64_t position;
-    int32_t rolling; /* only a turn-end checkpoint: superseded by the request's next one */
+    uint32_t places; /* the LA_CACHE_AT_* bits that asked for this position */
 } la_cache_planned_checkpoint;
 
 /*

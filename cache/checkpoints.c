@@ -1,12 +1,10 @@
 /*
  * Checkpoint entries: a slot, a position, and a life of pending (written by a step not yet committed) -> visible
- * (at the end of an index entry) -> free. Visible unpinned ones are kept in LRU order; a superseded turn-end
- * checkpoint is demoted below every other so it goes first.
+ * (at the end of an index entry) -> free, or back to pending when a request's next turn-end state is written over
+ * its previous one. Visible unpinned ones are kept in LRU order; a superseded one is demoted below every other so
+ * it goes first.
  */
 #include "cache_internal.h"
-
-/* Keys of the checkpoint LRU heap: demoted ones sort below every normal one. */
-#define NORMAL_KEY_BASE (UINT64_C(1) << 62)
 
 static int32_t take_entry(la_cache_manager *m, int32_t slot)
 {
@@ -18,7 +16,8 @@ static int32_t take_entry(la_cache_manager *m, int32_t slot)
     c->state = LAC_CP_PENDING;
     c->entry = LAC_NONE;
     c->pins = 0;
-    c->rolling = 0;
+    c->places = 0;
+    c->demoted = 0;
     c->position = 0;
     c->generation++;
     return cp;
@@ -49,10 +48,10 @@ static void unpublish(la_cache_manager *m, int32_t cp)
     c->entry = LAC_NONE;
 }
 
-int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m)
+int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m, int demoted_only)
 {
-    int32_t victim = m->checkpoint_lru.size ? m->checkpoint_lru.ids[0] : LAC_NONE;
-    if (victim == LAC_NONE) return LAC_NONE;
+    int32_t victim = lac_heap_top(&m->checkpoint_lru);
+    if (victim < 0 || (demoted_only && lac_heap_top_key(&m->checkpoint_lru) >= LAC_NORMAL_KEY_BASE)) return LAC_NONE;
     unpublish(m, victim);
     int32_t slot = m->checkpoints[victim].slot;
     put_entry(m, victim);
@@ -67,13 +66,20 @@ void lac_checkpoint_release(la_cache_manager *m, int32_t cp)
     put_entry(m, cp);
 }
 
+/* LRU key now: demoted checkpoints sort below every other one. */
+static uint64_t lru_key(const la_cache_manager *m, int32_t cp)
+{
+    return m->checkpoints[cp].demoted ? m->clock : LAC_NORMAL_KEY_BASE + m->clock;
+}
+
 void lac_checkpoint_publish(la_cache_manager *m, int32_t cp, int32_t entry)
 {
     lac_checkpoint *c = &m->checkpoints[cp];
     c->state = LAC_CP_VISIBLE;
     c->entry = entry;
+    c->demoted = 0;
     m->entries[entry].checkpoint = cp;
-    lac_heap_push(&m->checkpoint_lru, cp, NORMAL_KEY_BASE + m->clock);
+    lac_heap_push(&m->checkpoint_lru, cp, lru_key(m, cp));
 }
 
 void lac_checkpoint_pin(la_cache_manager *m, int32_t cp)
@@ -83,10 +89,29 @@ void lac_checkpoint_pin(la_cache_manager *m, int32_t cp)
 
 void lac_checkpoint_unpin(la_cache_manager *m, int32_t cp)
 {
-    if (--m->checkpoints[cp].pins == 0) lac_heap_push(&m->checkpoint_lru, cp, NORMAL_KEY_BASE + m->clock);
+    if (--m->checkpoints[cp].pins == 0) lac_heap_push(&m->checkpoint_lru, cp, lru_key(m, cp));
 }
 
 void lac_checkpoint_demote(la_cache_manager *m, int32_t cp)
 {
-    if (lac_heap_contains(&m->checkpoint_lru, cp)) lac_heap_set_key(&m->checkpoint_lru, cp, m->clock);
+    m->checkpoints[cp].demoted = 1;
+    if (lac_heap_contains(&m->checkpoint_lru, cp)) lac_heap_set_key(&m->checkpoint_lru, cp, lru_key(m, cp));
+}
+
+void lac_checkpoint_take_back(la_cache_manager *m, int32_t cp)
+{
+    unpublish(m, cp);
+    m->checkpoints[cp].state = LAC_CP_PENDING;
+}
+
+int lac_checkpoint_ref_valid(const la_cache_manager *m, lac_checkpoint_ref ref)
+{
+    return ref.cp != LAC_NONE && m->checkpoints[ref.cp].state == LAC_CP_VISIBLE &&
+           m->checkpoints[ref.cp].generation == ref.generation;
+}
+
+lac_checkpoint_ref lac_checkpoint_ref_to(const la_cache_manager *m, int32_t cp)
+{
+    lac_checkpoint_ref ref = {cp, m->checkpoints[cp].generation};
+    return ref;
 }

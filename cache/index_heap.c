@@ -71,11 +71,3 @@ void lac_heap_remove(lac_heap *heap, int32_t id)
     sift_up(heap, pos);
     sift_down(heap, heap->where[moved]);
 }
-
-int32_t lac_heap_pop(lac_heap *heap)
-{
-    if (heap->size == 0) return -1;
-    int32_t id = heap->ids[0];
-    lac_heap_remove(heap, id);
-    return id;
-}

@@ -24,6 +24,8 @@ static inline int lac_heap_contains(const lac_heap *heap, int32_t id) { return h
 void lac_heap_push(lac_heap *heap, int32_t id, uint64_t key); /* id must be absent */
 void lac_heap_remove(lac_heap *heap, int32_t id);              /* id must be present */
 void lac_heap_set_key(lac_heap *heap, int32_t id, uint64_t key); /* id must be present */
-int32_t lac_heap_pop(lac_heap *heap);                          /* smallest key's id, or -1 when empty */
+/* The id with the smallest key, or -1 when empty. */
+static inline int32_t lac_heap_top(const lac_heap *heap) { return heap->size ? heap->ids[0] : -1; }
+static inline uint64_t lac_heap_top_key(const lac_heap *heap) { return heap->keys[0]; } /* heap not empty */
 
 #endif

@@ -33,7 +33,14 @@ uint64_t lac_unit_hash(uint64_t parent_hash, uint64_t extra_digest, const int32_
 uint64_t lac_extra_digest(const la_cache_extra_key *keys, int32_t num_keys, int64_t start, int64_t end)
 {
     uint64_t digest = 0;
-    for (int32_t i = 0; i < num_keys; i++)
-        if (keys[i].start < end && keys[i].end > start) digest = lac_mix64(digest + keys[i].key + MULT_A);
+    for (int32_t i = 0; i < num_keys; i++) {
+        if (keys[i].start >= end || keys[i].end <= start) continue;
+        /* Which tokens of the unit the key covers is part of the digest: the same key over other tokens of the
+         * unit is another unit. */
+        uint64_t first = (uint64_t)((keys[i].start > start ? keys[i].start : start) - start);
+        uint64_t last = (uint64_t)((keys[i].end < end ? keys[i].end : end) - start);
+        digest = lac_mix64(digest + keys[i].key + MULT_A);
+        digest = lac_mix64(digest ^ (first << 32 | last));
+    }
     return digest;
 }

@@ -79,8 +79,8 @@ static void evict_entry(la_cache_manager *m, int32_t e)
 
 int lac_evict_one_entry(la_cache_manager *m)
 {
-    int32_t victim = m->entry_lru.size ? m->entry_lru.ids[0] : LAC_NONE;
-    if (victim == LAC_NONE) return 0;
+    int32_t victim = lac_heap_top(&m->entry_lru);
+    if (victim < 0) return 0;
     evict_entry(m, victim);
     return 1;
 }

@@ -61,6 +61,10 @@ typedef struct la_batch {
     int64_t num_tokens;
     const la_seq *seqs;
     const la_checkpoint *checkpoints;
+    /* Host-side hint: the most tokens any sequence has in this batch. Launchers may pick kernels by it; every
+     * kernel they pick stays correct for any batch, so a graph captured with one batch replays others. */
+    int32_t max_seq_tokens;
+    int32_t reserved;
 } la_batch;
 
 /* bf16 activations as raw bits; strides in elements (already resolved, never 0). */

@@ -291,42 +291,91 @@ Test(cache_manager, turn_end_checkpoint_serves_the_next_turn)
     la_cache_destroy(m);
 }
 
-Test(cache_manager, superseded_turn_end_checkpoints_are_evicted_first)
+Test(cache_manager, a_conversation_keeps_one_checkpoint_slot_moving_forward)
 {
-    const int64_t unit = 64;
-    la_cache_config c = base_config(16, 256, 4);
+    const int64_t prompt = 100, unit = 64, user = 100;
+    la_cache_config c = base_config(16, 256, 2);
     la_cache_manager *m = make(&c);
-    int32_t *p = tokens_from(1, 100);
-    int32_t *gen = tokens_from(50000, 200);
-    add(m, 1, p, 100);
-    prefill(m, 1); /* prompt end: 64 */
-    for (int64_t i = 0; i < 160; i++) { /* computes up to 260: turn ends at 128, 192, 256 */
+    int32_t *p = tokens_from(1, prompt);
+    int32_t *gen = tokens_from(50000, 160);
+    add(m, 1, p, prompt);
+    la_cache_step step = prefill(m, 1);
+    cr_assert_eq(step.num_checkpoints, 1);
+    const int32_t slot = step.checkpoints[0].slot;
+    int32_t turn_ends = 0;
+    for (int64_t i = 0; i < 160; i++) { /* computes up to 259: turn ends at 128, 192, 256 */
         cr_assert_eq(la_cache_request_append(m, 1, gen + i, 1), LA_CACHE_OK);
-        schedule(m, 1, 1);
+        if (i == 159) break;
+        step = schedule(m, 1, 1);
+        if (step.num_checkpoints) {
+            turn_ends++;
+            cr_expect_eq(step.checkpoints[0].slot, slot, "prompt end and turn ends share the slot");
+        }
         commit(m, 1);
     }
+    cr_assert_eq(turn_ends, (prompt + 159) / unit - prompt / unit);
     cr_assert_eq(la_cache_request_free(m, 1), LA_CACHE_OK);
-    cr_assert_eq(stats_of(m).checkpoints_in_use, 4);
+    cr_expect_eq(stats_of(m).checkpoints_in_use, 1);
 
-    /* Another prompt needs one checkpoint: the budget is full, so the oldest superseded turn end (128) goes. */
+    /* The next turn restores that slot, so its prompt end needs another; the one it restored is superseded. */
+    int32_t *question = tokens_from(70000, user);
+    int32_t *history = concat(p, prompt, gen, 160);
+    int32_t *turn2 = concat(history, prompt + 160, question, user);
+    const int64_t turn2_len = prompt + 160 + user;
+    la_cache_hit hit = add(m, 2, turn2, turn2_len);
+    cr_expect_eq(hit.hit_tokens, (prompt + 159) / unit * unit);
+    cr_expect_eq(hit.checkpoint_slot, slot);
+    step = prefill(m, 2);
+    cr_assert_eq(step.num_checkpoints, 1);
+    const int32_t slot2 = step.checkpoints[0].slot;
+    cr_expect_neq(slot2, slot);
+    cr_assert_eq(la_cache_request_free(m, 2), LA_CACHE_OK);
+
+    /* The budget (2) is full: a new prompt's checkpoint takes the superseded slot, not the live turn's. */
     int32_t *q = tokens_from(900000, 70);
-    add(m, 2, q, 70);
-    prefill(m, 2);
-    cr_expect_eq(stats_of(m).checkpoints_evicted, 1);
-
-    int32_t *history = concat(p, 100, gen, 200);
-    la_cache_request_desc d = desc_of(3, history, 300);
-    la_cache_hit hit;
-    const int64_t expect_present[] = {64, 192, 256}, expect_gone = 128;
-    for (int i = 0; i < 3; i++) {
-        d.max_hit_tokens = expect_present[i];
-        cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
-        cr_expect_eq(hit.hit_tokens, expect_present[i]);
-    }
-    d.max_hit_tokens = expect_gone + unit - 1;
+    add(m, 3, q, 70);
+    step = prefill(m, 3);
+    cr_assert_eq(step.num_checkpoints, 1);
+    cr_expect_eq(step.checkpoints[0].slot, slot);
+    la_cache_request_desc d = desc_of(4, turn2, turn2_len);
     cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
-    cr_expect_eq(hit.hit_tokens, 64, "128 was evicted, so the best hit below 192 is 64");
-    free(p), free(gen), free(q), free(history);
+    cr_expect_eq(hit.hit_tokens, turn2_len / unit * unit);
+    cr_expect_eq(hit.checkpoint_slot, slot2);
+    free(p), free(gen), free(q), free(question), free(history), free(turn2);
+    la_cache_destroy(m);
+}
+
+Test(cache_manager, a_turn_end_that_lost_its_slot_does_not_evict_live_checkpoints)
+{
+    la_cache_config c = base_config(16, 512, 2);
+    la_cache_manager *m = make(&c);
+    int32_t *a = tokens_from(1, 100), *b = tokens_from(100000, 100), *cq = tokens_from(200000, 100);
+    int32_t *gen = tokens_from(300000, 64);
+    add(m, 1, a, 100);
+    prefill(m, 1); /* a's prompt end: its frontier */
+    add(m, 2, b, 100);
+    prefill(m, 2);
+    add(m, 3, cq, 100);
+    prefill(m, 3); /* the budget is full: evicts the least recently used, a's frontier */
+    cr_assert_eq(stats_of(m).checkpoints_evicted, 1);
+
+    /* a decodes past 128: its turn end has no slot to go over, and may not take b's or c's. */
+    la_cache_step step;
+    for (int64_t i = 0; i < 28; i++) { /* the last step computes token 127, ending on 128 */
+        cr_assert_eq(la_cache_request_append(m, 1, gen + i, 1), LA_CACHE_OK);
+        step = schedule(m, 1, 1);
+        commit(m, 1);
+    }
+    cr_expect_eq(step.start_position, 127);
+    cr_expect_eq(step.num_checkpoints, 0);
+    la_cache_stats s = stats_of(m);
+    cr_expect_eq(s.checkpoints_evicted, 1);
+    cr_expect_eq(s.checkpoints_skipped, 1);
+    la_cache_hit hit;
+    la_cache_request_desc d = desc_of(9, b, 100);
+    cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
+    cr_expect_eq(hit.hit_tokens, 64, "b's checkpoint is still there");
+    free(a), free(b), free(cq), free(gen);
     la_cache_destroy(m);
 }
 
@@ -382,6 +431,26 @@ Test(cache_manager, multimodal_key_splits_the_chain_at_its_unit)
     const int64_t index_unit = 16; /* gcd(block size, match unit) */
     cr_expect_eq(hit.matched_tokens, 150 / index_unit * index_unit, "units before the image's unit are shared");
     cr_expect_eq(hit.hit_tokens, 150 / unit * unit);
+    free(p);
+    la_cache_destroy(m);
+}
+
+Test(cache_manager, same_key_over_other_tokens_of_a_unit_is_another_unit)
+{
+    la_cache_config c = base_config(64, 64, 8);
+    la_cache_manager *m = make(&c);
+    int32_t *p = tokens_from(1, 200);
+    la_cache_extra_key early = {10, 20, 0x77}, late = {15, 25, 0x77};
+    la_cache_request_desc d = desc_of(1, p, 200);
+    d.extra_keys = &early;
+    d.num_extra_keys = 1;
+    cr_assert_eq(la_cache_request_add(m, &d, NULL), LA_CACHE_OK);
+    prefill(m, 1);
+    la_cache_hit hit;
+    d.request_id = 2;
+    d.extra_keys = &late;
+    cr_assert_eq(la_cache_request_add(m, &d, &hit), LA_CACHE_OK);
+    cr_expect_eq(hit.matched_tokens, 0);
     free(p);
     la_cache_destroy(m);
 }

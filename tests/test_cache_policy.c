@@ -55,7 +55,7 @@ Test(cache_policy, prompt_end_is_the_last_unit_boundary_of_the_prompt)
     la_cache_step_window w = window(0, 300, 300);
     cr_assert_eq(plan(&p, &w, out), 1);
     cr_expect_eq(out[0].position, 300 / 64 * 64);
-    cr_expect_eq(out[0].rolling, 0);
+    cr_expect_eq(out[0].places, LA_CACHE_AT_PROMPT_END);
     w.prompt_end_cached = 1;
     cr_expect_eq(plan(&p, &w, out), 0, "already cached there");
     w = window(0, 200, 300); /* a first chunk that stops before the prompt end */
@@ -64,7 +64,7 @@ Test(cache_policy, prompt_end_is_the_last_unit_boundary_of_the_prompt)
     cr_expect_eq(plan(&p, &w, out), 0);
 }
 
-Test(cache_policy, turn_end_only_while_generating_and_rolling)
+Test(cache_policy, turn_end_only_while_generating)
 {
     la_cache_policy p = policy_with(LA_CACHE_AT_TURN_END);
     la_cache_planned_checkpoint out[64];
@@ -75,7 +75,7 @@ Test(cache_policy, turn_end_only_while_generating_and_rolling)
     w = window(319, 320, 100);
     cr_assert_eq(plan(&p, &w, out), 1);
     cr_expect_eq(out[0].position, 320);
-    cr_expect_eq(out[0].rolling, 1);
+    cr_expect_eq(out[0].places, LA_CACHE_AT_TURN_END);
     w = window(300, 400, 100); /* a multi-token step (speculative decoding): the last boundary only */
     cr_assert_eq(plan(&p, &w, out), 1);
     cr_expect_eq(out[0].position, 384);
@@ -96,7 +96,7 @@ Test(cache_policy, branch_point_when_inside_the_step_and_on_a_unit)
     cr_expect_eq(plan(&p, &w, out), 0, "not on the match unit");
 }
 
-Test(cache_policy, coinciding_places_give_one_non_rolling_checkpoint)
+Test(cache_policy, coinciding_places_give_one_checkpoint_with_every_reason)
 {
     la_cache_policy p = policy_with(LA_CACHE_AT_PROMPT_END | LA_CACHE_AT_BRANCH | LA_CACHE_AT_TURN_END |
                                     LA_CACHE_AT_INTERVAL);
@@ -106,10 +106,10 @@ Test(cache_policy, coinciding_places_give_one_non_rolling_checkpoint)
     w.branch_position = 128;
     int64_t n = plan(&p, &w, out);
     cr_assert_eq(n, 4, "64, 128, 192, 256");
-    for (int64_t i = 0; i < n; i++) {
-        cr_expect_eq(out[i].position, 64 * (i + 1));
-        cr_expect_eq(out[i].rolling, 0, "the interval keeps the turn end");
-    }
+    for (int64_t i = 0; i < n; i++) cr_expect_eq(out[i].position, 64 * (i + 1));
+    cr_expect_eq(out[0].places, LA_CACHE_AT_INTERVAL);
+    cr_expect_eq(out[1].places, LA_CACHE_AT_PROMPT_END | LA_CACHE_AT_BRANCH | LA_CACHE_AT_INTERVAL);
+    cr_expect_eq(out[3].places, LA_CACHE_AT_TURN_END | LA_CACHE_AT_INTERVAL);
 }
 
 static int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
@@ -173,7 +173,9 @@ Test(cache_policy, random_windows_give_sorted_unique_positions_inside_the_step)
             cr_assert(out[i].position > start && out[i].position <= end, "trial %d", trial);
             cr_assert_eq(out[i].position % p.match_unit, 0, "trial %d", trial);
             if (i) cr_assert_gt(out[i].position, out[i - 1].position, "trial %d", trial);
-            if (out[i].rolling) cr_assert_gt(out[i].position, prompt, "trial %d", trial);
+            cr_assert_neq(out[i].places, 0, "trial %d", trial);
+            cr_assert_eq(out[i].places & ~p.places, 0, "trial %d: a reason the policy does not have", trial);
+            if (out[i].places & LA_CACHE_AT_TURN_END) cr_assert_gt(out[i].position, prompt, "trial %d", trial);
         }
     }
 }

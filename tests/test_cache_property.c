@@ -255,8 +255,8 @@ static void op_schedule(sim *s, sim_request *r)
                               step.block_table[b]);
     }
     r->step = step;
-    memcpy(r->writes, step.checkpoints, (size_t)step.num_checkpoints * sizeof *r->writes);
-    memcpy(r->table, step.block_table, (size_t)step.num_blocks * sizeof *r->table);
+    if (step.num_checkpoints) memcpy(r->writes, step.checkpoints, (size_t)step.num_checkpoints * sizeof *r->writes);
+    if (step.num_blocks) memcpy(r->table, step.block_table, (size_t)step.num_blocks * sizeof *r->table);
     r->step.checkpoints = r->writes;
     r->step.block_table = r->table;
     r->scheduled = 1;
@@ -445,10 +445,10 @@ static void round_of_steps(sim *s)
         op_schedule(s, r);
         scheduled += r->scheduled;
     }
-    if (below(20) == 0 && s->num_live) op_free(s, (int)below(s->num_live), 1); /* abort before the batch runs */
+    if (below(60) == 0 && s->num_live) op_free(s, (int)below(s->num_live), 1); /* abort before the batch runs */
     op_run_batch(s);
     for (int i = s->num_live - 1; i >= 0; i--) {
-        if (below(40) == 0) op_free(s, i, 1); /* abort after the step ran, before its commit */
+        if (below(150) == 0) op_free(s, i, 1); /* abort after the step ran, before its commit */
         else op_commit(s, &s->live[i]);
     }
     if (scheduled == 0 && s->exhausted > refused_before && s->num_live) op_free(s, (int)below(s->num_live), 1);
@@ -500,7 +500,6 @@ static la_cache_stats run(const scenario *sc, uint64_t seed, int rounds)
     for (int round = 0; round < rounds; round++) round_of_steps(&s);
     while (s.num_live) op_free(&s, 0, 1);
     la_cache_stats final = stats(&s);
-    fprintf(stderr, "DBG seed %llu: lookups %llu hits %llu hit_tok %llu written %llu restored %llu ev %llu/%llu skipped %llu copies %llu finished %lld aborted %lld exhausted %lld\n", (unsigned long long)seed, (unsigned long long)final.lookups, (unsigned long long)final.hits, (unsigned long long)final.hit_tokens, (unsigned long long)final.checkpoints_written, (unsigned long long)final.checkpoints_restored, (unsigned long long)final.checkpoints_evicted, (unsigned long long)final.index_entries_evicted, (unsigned long long)final.checkpoints_skipped, (unsigned long long)final.kv_copies, (long long)s.finished, (long long)s.aborted, (long long)s.exhausted);
     cr_expect_eq(final.kv_blocks_free + final.kv_blocks_cached_only, final.kv_blocks_total,
                  "every block is free or only cached once no request is live");
     cr_expect_leq(final.checkpoints_in_use, final.max_checkpoints);
@@ -514,29 +513,29 @@ static la_cache_stats run(const scenario *sc, uint64_t seed, int rounds)
 }
 
 #define ALL_PLACES (LA_CACHE_AT_PROMPT_END | LA_CACHE_AT_TURN_END | LA_CACHE_AT_BRANCH)
-#define OPS 300
+#define ROUNDS 500
 
 Test(cache_property, small_blocks_finer_than_the_match_unit)
 {
-    scenario sc = {16, 400, 12, 64, 64, 0, 1, ALL_PLACES, 1};
+    scenario sc = {16, 400, 40, 64, 64, 0, 1, ALL_PLACES, 1};
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        la_cache_stats st = run(&sc, seed, OPS);
+        la_cache_stats st = run(&sc, seed, ROUNDS);
         cr_expect_gt(st.hits, 0, "seed %llu: no hit at all", (unsigned long long)seed);
     }
 }
 
 Test(cache_property, blocks_larger_than_the_match_unit_copy_partial_blocks)
 {
-    scenario sc = {256, 40, 10, 64, 64, 0, 1, ALL_PLACES, 1};
+    scenario sc = {256, 40, 24, 64, 64, 0, 1, ALL_PLACES, 1};
     uint64_t copies = 0;
-    for (uint64_t seed = 1; seed <= 3; seed++) copies += run(&sc, seed, OPS).kv_copies;
+    for (uint64_t seed = 1; seed <= 3; seed++) copies += run(&sc, seed, ROUNDS).kv_copies;
     cr_expect_gt(copies, 0, "no partial-block hit was exercised");
 }
 
 Test(cache_property, block_size_not_dividing_the_match_unit)
 {
-    scenario sc = {48, 120, 8, 128, 64, 0, 1, ALL_PLACES | LA_CACHE_AT_INTERVAL, 2};
-    for (uint64_t seed = 1; seed <= 3; seed++) run(&sc, seed, OPS);
+    scenario sc = {48, 120, 24, 128, 64, 0, 1, ALL_PLACES | LA_CACHE_AT_INTERVAL, 2};
+    for (uint64_t seed = 1; seed <= 3; seed++) run(&sc, seed, ROUNDS);
 }
 
 Test(cache_property, tight_pools_evict_and_refuse_cleanly)
@@ -544,7 +543,7 @@ Test(cache_property, tight_pools_evict_and_refuse_cleanly)
     scenario sc = {32, 30, 2, 64, 64, 0, 1, ALL_PLACES | LA_CACHE_AT_INTERVAL, 2};
     uint64_t evicted_entries = 0, evicted_checkpoints = 0;
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        la_cache_stats st = run(&sc, seed, OPS);
+        la_cache_stats st = run(&sc, seed, ROUNDS);
         evicted_entries += st.index_entries_evicted;
         evicted_checkpoints += st.checkpoints_evicted;
     }
@@ -555,21 +554,21 @@ Test(cache_property, tight_pools_evict_and_refuse_cleanly)
 Test(cache_property, no_checkpoint_budget_never_hits)
 {
     scenario sc = {64, 100, 0, 64, 64, 0, 1, ALL_PLACES, 1};
-    la_cache_stats st = run(&sc, 7, OPS);
+    la_cache_stats st = run(&sc, 7, ROUNDS);
     cr_expect_eq(st.hits, 0);
     cr_expect_eq(st.checkpoints_written, 0);
 }
 
 Test(cache_property, linear_state_group_only_with_a_small_index)
 {
-    scenario sc = {64, 0, 8, 64, 64, 24, 0, ALL_PLACES | LA_CACHE_AT_INTERVAL, 1};
+    scenario sc = {64, 0, 24, 64, 64, 40, 0, ALL_PLACES | LA_CACHE_AT_INTERVAL, 1};
     uint64_t hits = 0;
-    for (uint64_t seed = 1; seed <= 3; seed++) hits += run(&sc, seed, OPS).hits;
+    for (uint64_t seed = 1; seed <= 3; seed++) hits += run(&sc, seed, ROUNDS).hits;
     cr_expect_gt(hits, 0);
 }
 
 Test(cache_property, vllm_align_mode_policy)
 {
-    scenario sc = {128, 60, 6, 128, 64, 0, 1, LA_CACHE_AT_ALIGNED_STEP_END, 1};
-    for (uint64_t seed = 1; seed <= 2; seed++) run(&sc, seed, OPS);
+    scenario sc = {128, 60, 16, 128, 64, 0, 1, LA_CACHE_AT_ALIGNED_STEP_END, 1};
+    for (uint64_t seed = 1; seed <= 2; seed++) run(&sc, seed, ROUNDS);
 }

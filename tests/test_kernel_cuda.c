@@ -5,7 +5,9 @@
  * Every case checks, by relative error ‖gpu − ref‖ / ‖ref‖: the outputs, the final recurrent states and the
  * checkpointed recurrent states; conv windows (copies of inputs) must match exactly. The output buffer is poisoned
  * before the run and must stay poisoned in padding rows, in rows between sequences and in the row-stride gaps;
- * slots nobody writes (sources of restores, bystanders) must stay bitwise as they were.
+ * slots nobody writes (sources of restores, bystanders) must stay bitwise as they were. Rows are either padded
+ * (strides wider than the rows and unaligned: the kernels' scalar paths) or tight as a serving engine lays them out
+ * (the decode cases: the vector paths).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -81,6 +83,8 @@ typedef struct seq_spec {
     int32_t checkpoint_every; /* > 0: a checkpoint at every multiple of it inside the step */
     int checkpoint_at_end;    /* also one after the last token */
 } seq_spec;
+
+typedef enum { ROWS_PADDED, ROWS_TIGHT } row_layout;
 
 typedef struct layer_spec {
     la_kind kind;
@@ -239,6 +243,10 @@ static void build_batch(const seq_spec *specs, int32_t num_seqs, rng *r, test_ca
     tc->batch.num_checkpoints = num_checkpoints;
     tc->batch.num_tokens = row;
     tc->batch.seqs = tc->seqs;
+    tc->batch.max_seq_tokens = 0;
+    for (int32_t i = 0; i < num_seqs; i++)
+        if (tc->seqs[i].state_slot >= 0 && tc->seqs[i].num_tokens > tc->batch.max_seq_tokens)
+            tc->batch.max_seq_tokens = tc->seqs[i].num_tokens;
     tc->batch.checkpoints = tc->checkpoints;
 
     tc->row_owned = checked_malloc((size_t)(row ? row : 1));
@@ -248,15 +256,16 @@ static void build_batch(const seq_spec *specs, int32_t num_seqs, rng *r, test_ca
             memset(tc->row_owned + tc->seqs[i].token_offset, 1, (size_t)tc->seqs[i].num_tokens);
 }
 
-/* Inputs with row strides wider than the rows, a poisoned output, and a pool full of random state. */
-static void build_io_and_pool(const layer_spec *ls, rng *r, test_case *tc)
+/* Inputs in the given row layout, a poisoned output, and a pool full of random state. */
+static void build_io_and_pool(const layer_spec *ls, row_layout layout, rng *r, test_case *tc)
 {
     la_io *io = &tc->io;
     size_t rows = (size_t)(tc->rows ? tc->rows : 1);
-    io->qkv_stride = tc->channels + 3;
-    io->a_stride = ls->hv + 1;
-    io->b_stride = ls->hv + 2;
-    io->out_stride = (int64_t)ls->hv * ls->dv + 5;
+    const int padded = layout == ROWS_PADDED;
+    io->qkv_stride = tc->channels + 3 * padded;
+    io->a_stride = ls->hv + padded;
+    io->b_stride = ls->hv + 2 * padded;
+    io->out_stride = (int64_t)ls->hv * ls->dv + 5 * padded;
     io->qkv = random_bf16(r, rows * (size_t)io->qkv_stride, -1.0f, 1.0f);
     io->a = ls->constant_decay ? NULL : random_bf16(r, rows * (size_t)io->a_stride, -3.0f, 1.0f);
     io->b = ls->kind == LA_KIND_GATED_DELTANET ? random_bf16(r, rows * (size_t)io->b_stride, -3.0f, 3.0f) : NULL;
@@ -273,12 +282,13 @@ static void build_io_and_pool(const layer_spec *ls, rng *r, test_case *tc)
     tc->conv = tc->conv_per_slot ? random_bf16(r, tc->conv_per_slot * (size_t)tc->capacity, -1.0f, 1.0f) : NULL;
 }
 
-static void build_case(const layer_spec *ls, const seq_spec *specs, int32_t num_seqs, rng *r, test_case *tc)
+static void build_case(const layer_spec *ls, const seq_spec *specs, int32_t num_seqs, row_layout layout, rng *r,
+                       test_case *tc)
 {
     memset(tc, 0, sizeof *tc);
     build_layer(ls, r, tc);
     build_batch(specs, num_seqs, r, tc);
-    build_io_and_pool(ls, r, tc);
+    build_io_and_pool(ls, layout, r, tc);
 }
 
 static void free_case(test_case *tc)
@@ -459,12 +469,13 @@ static void compare(const char *name, const test_case *tc, const results *got, c
     cr_expect_eq(untouched_changed, 0, "%s: %zu arrays of untouched slots changed", name, untouched_changed);
 }
 
-static void check_case(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs)
+static void check_case_in(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs,
+                          row_layout layout)
 {
     require_device();
     rng r = fresh_rng();
     test_case tc;
-    build_case(ls, specs, num_seqs, &r, &tc);
+    build_case(ls, specs, num_seqs, layout, &r, &tc);
     device_case d;
     upload_case(&tc, &d);
     run_forward(&d, 0);
@@ -476,6 +487,11 @@ static void check_case(const char *name, const layer_spec *ls, const seq_spec *s
     free_results(&ref);
     free_device(&d);
     free_case(&tc);
+}
+
+static void check_case(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs)
+{
+    check_case_in(name, ls, specs, num_seqs, ROWS_PADDED);
 }
 
 #define COUNT(a) ((int32_t)(sizeof(a) / sizeof((a)[0])))
@@ -562,6 +578,15 @@ Test(kernel_cuda, odd_head_dims_wide_conv)
     check_case("dk 33, dv 130, conv width 8, GLA", &odd, seqs, COUNT(seqs));
 }
 
+Test(kernel_cuda, largest_heads_f32_state_tight_rows)
+{
+    const layer_spec layer = {LA_KIND_GATED_DELTANET, 1, 2, 256, 256, 4, 1, LA_STATE_F32, 0};
+    const seq_spec seqs[] = {
+        {1, SEQ_CONTINUE, 9, 0, 0}, {100, SEQ_ZERO, 0, 64, 1}, {2, SEQ_PADDING, 0, 0, 0}, {3, SEQ_FROM_SLOT, 62, 64, 1},
+    };
+    check_case_in("dk 256, dv 256, f32 state, tight rows", &layer, seqs, COUNT(seqs), ROWS_TIGHT);
+}
+
 /* ---- decode -------------------------------------------------------------------------------------------------- */
 
 static const layer_spec qwen3_next = {LA_KIND_GATED_DELTANET, 16, 32, 128, 128, 4, 1, LA_STATE_F32, 0};
@@ -577,25 +602,26 @@ static seq_spec *decode_specs(int32_t n)
     return s;
 }
 
-static void check_decode(const char *name, const layer_spec *ls, int32_t n)
+static void check_decode(const char *name, const layer_spec *ls, int32_t n, row_layout layout)
 {
     seq_spec *specs = decode_specs(n);
-    check_case(name, ls, specs, n);
+    check_case_in(name, ls, specs, n, layout);
     free(specs);
 }
 
 Test(kernel_cuda, decode_batches_f32_state)
 {
-    check_decode("decode B=1", &qwen3_next, 1);
-    check_decode("decode B=37", &qwen3_next, 37);
+    check_decode("decode B=1", &qwen3_next, 1, ROWS_TIGHT);
+    check_decode("decode B=37", &qwen3_next, 37, ROWS_TIGHT);
+    check_decode("decode B=37, padded rows", &qwen3_next, 37, ROWS_PADDED);
 }
 
 Test(kernel_cuda, decode_batches_bf16_state)
 {
     layer_spec layer = qwen3_next;
     layer.state_dtype = LA_STATE_BF16;
-    check_decode("decode B=2 bf16", &layer, 2);
-    check_decode("decode B=256 bf16", &layer, 256);
+    check_decode("decode B=2 bf16", &layer, 2, ROWS_TIGHT);
+    check_decode("decode B=256 bf16", &layer, 256, ROWS_TIGHT);
 }
 
 /* The forward captured in a graph while the device batch says "all padding", replayed after the batch in the same
@@ -606,7 +632,7 @@ Test(kernel_cuda, graph_replay_reads_batch_from_device)
     rng r = fresh_rng();
     seq_spec *specs = decode_specs(64);
     test_case tc;
-    build_case(&qwen3_next, specs, 64, &r, &tc);
+    build_case(&qwen3_next, specs, 64, ROWS_TIGHT, &r, &tc);
     free(specs);
     device_case d;
     upload_case(&tc, &d);
@@ -660,7 +686,7 @@ static void time_decode(int32_t batch_size)
     seq_spec *specs = checked_malloc((size_t)batch_size * sizeof *specs);
     for (int32_t i = 0; i < batch_size; i++) specs[i] = (seq_spec){1, SEQ_CONTINUE, 1000 + i, 0, 0};
     test_case tc;
-    build_case(&qwen3_next, specs, batch_size, &r, &tc);
+    build_case(&qwen3_next, specs, batch_size, ROWS_TIGHT, &r, &tc);
     free(specs);
     device_case d;
     upload_case(&tc, &d);
@@ -702,5 +728,7 @@ static void time_decode(int32_t batch_size)
     free_case(&tc);
 }
 
+Test(kernel_cuda, decode_timing_b1) { time_decode(1); }
+Test(kernel_cuda, decode_timing_b8) { time_decode(8); }
 Test(kernel_cuda, decode_timing_b64) { time_decode(64); }
 Test(kernel_cuda, decode_timing_b256) { time_decode(256); }

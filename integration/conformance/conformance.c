@@ -30,6 +30,8 @@ static const scenario scenarios[] = {
     {"bad_input", scenario_bad_input},
     {"two_threads", scenario_two_threads},
     {"cuda_graph", scenario_cuda_graph},
+    {"prefix_cache_hit", scenario_prefix_cache_hit},
+    {"eviction_under_pressure", scenario_eviction_under_pressure},
 };
 enum { NUM_SCENARIOS = sizeof scenarios / sizeof scenarios[0] };
 

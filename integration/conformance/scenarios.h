@@ -21,4 +21,8 @@ scenario_outcome scenario_checkpoint_restore(const harness *h, check_log *log);
 scenario_outcome scenario_two_threads(const harness *h, check_log *log);
 scenario_outcome scenario_cuda_graph(const harness *h, check_log *log);
 
+/* scenarios_cache.c */
+scenario_outcome scenario_prefix_cache_hit(const harness *h, check_log *log);
+scenario_outcome scenario_eviction_under_pressure(const harness *h, check_log *log);
+
 #endif

@@ -121,7 +121,8 @@ typedef struct bad_env {
     int out_touched;     /* an out-parameter of the refused call changed */
 } bad_env;
 
-enum { NOT_APPLICABLE = -1 };
+/* What a case returns instead of a status: it does not apply to this library, or its own setup failed. */
+enum { NOT_APPLICABLE = -1, SETUP_FAILED = -2 };
 enum { SLOTS = 4, SMALL_PLAN_SEQS = 4, SMALL_PLAN_TOKENS = 64 };
 
 /* Records the message of the call just made (the library keeps it only until the thread's next call). */
@@ -310,7 +311,7 @@ static linattn_status bad_slot(bad_env *e, int variant)
     const test_layer *layer = &e->f->layers[0];
     uint64_t bytes = layer->info.state_bytes;
     uint8_t *buffer = malloc(bytes + 1);
-    if (!buffer) return NOT_APPLICABLE;
+    if (!buffer) return SETUP_FAILED;
     memset(buffer, 0x11, bytes + 1);
     linattn_stream_t stream = e->f->stream;
     linattn_status status = NOT_APPLICABLE;
@@ -395,8 +396,9 @@ static linattn_status bad_after_destroy(bad_env *e, int variant)
     side_objects side;
     linattn_status status = NOT_APPLICABLE;
     if (!make_side_objects(e, &side)) {
+        snprintf(e->message, sizeof e->message, "%s", api->last_error_message());
         if (side.context) api->context_destroy(side.context);
-        return NOT_APPLICABLE;
+        return SETUP_FAILED;
     }
     linattn_layer_info layer_info = {sizeof layer_info, 0, 0, 0};
     linattn_pool_info pool_info = {sizeof pool_info, 0, 0, 0};
@@ -624,6 +626,7 @@ static void run_bad_case(bad_env *e, const bad_case *c, observed *before, int *r
     linattn_status status = c->call(e, c->variant);
     if (status == NOT_APPLICABLE) return;
     ++*run;
+    if (!CHECK(log, status != SETUP_FAILED, "%s: could not set the case up (%s)", c->name, e->message)) return;
     if (!CHECK(log, status == c->expected, "%s: returned %d (%s), expected %d", c->name, (int)status,
                status == LINATTN_OK ? "accepted" : e->message, (int)c->expected))
         return;

@@ -36,6 +36,11 @@ int la_cuda_chunk_prefill(const la_layer *layer, const la_batch *batch, const la
 int la_cuda_chunk_prefill_clusters(const la_layer *layer, const la_batch *batch, const la_io *io,
                                    const la_state_view *state, struct CUstream_st *stream, int allow_clusters);
 
+/* The same for the sequences of at least min_tokens tokens only (the others are skipped untouched): how
+ * la_cuda_forward splits a mixed batch between this kernel and the token-sequential one. */
+int la_cuda_chunk_prefill_long(const la_layer *layer, const la_batch *batch, const la_io *io,
+                               const la_state_view *state, struct CUstream_st *stream, int32_t min_tokens);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,47 +4,52 @@
  * Two launches per forward, both with grids that depend only on num_seqs and the layer's shape, both reading the
  * batch metadata from device memory (so a decode step can be captured in a CUDA graph and replayed):
  *
- * 1. recurrent_kernel — one CTA per (sequence, v-head, 32-column tile of dv). The CTA holds its dk×32 tile of the
- *    state in registers over all of the sequence's tokens, so a decode step reads and writes each state byte once.
- *    Per token it recomputes the conv + SiLU of every channel it needs (the dk q and dk k channels of its q/k head,
- *    its own 32 v channels): a few hundred FMAs next to 16 KiB of state, and no CTA waits for another. It writes
- *    the outputs, the final recurrent state and the recurrent state of each checkpoint. With thread (r, c) holding
- *    rows i = r + 16m and columns j = 4c .. 4c+3 of the tile, a token costs one reduction over i for both
- *        pk_j = Σ_i S_ij k_i   and   pq_j = Σ_i S_ij q_i   (old state)
- *    after which  u_j = β (v_j − e^g pk_j)  (GLA: u_j = v_j),  o_j = e^g pq_j + (q·k) u_j  (= Σ_i S'_ij q_i),
- *    and  S'_ij = e^g S_ij + k_i u_j.
+ * 1. recurrent_kernel — one CTA of kWarps warps per (sequence, v-head, 64 columns of dv); each warp owns 8 columns
+ *    and holds its dk×8 slice of the state in registers over all of the sequence's tokens, so a decode step reads
+ *    and writes each state byte once. Lane l = 2r + h holds rows kRows·r .. kRows·r + kRows-1 and columns 4h .. 4h+3
+ *    of the slice (a lane pair reads whole 32-byte rows). Per token the CTA's threads convolve, once, the channels
+ *    the CTA needs (the dk q and dk k channels of its q/k head, its 64 v columns) into shared memory, double-buffered
+ *    by token parity, behind the only barrier of the token; every warp then works alone: the q/k norms and
+ *        pk_j = Σ_i S_ij k_i   and   pq_j = Σ_i S_ij q_i   (old state; sums over the 16 lane pairs by shuffles)
+ *    give  u_j = β (v_j − e^g pk_j)  (GLA: u_j = v_j),  o_j = e^g pq_j + (q·k) u_j  (= Σ_i S'_ij q_i),
+ *    and  S'_ij = e^g S_ij + k_i u_j.  It writes the outputs, the final recurrent state and the recurrent state of
+ *    each checkpoint. (Warps that each convolved all their own channels, with no barrier at all, ran 50% slower at
+ *    decode on an H200: the 8× repeated conv loads, not DRAM, bounded them.)
  *
- * 2. conv_state_kernel — one thread per (sequence, channel) writes the conv windows: each checkpoint's and the
+ * 2. conv_state_kernel — one thread per (sequence, 8 channels) writes the conv windows: each checkpoint's and the
  *    final one. It runs after (1) on the same stream because (1) reads the initial window, which for a continued
  *    sequence lives in the very slot (2) overwrites; q/k channels are read by several CTAs of (1), so no CTA of (1)
  *    could overwrite them without a grid-wide barrier.
+ *
+ * Sequences of kChunkedMinTokens tokens or more skip (1) and run in the chunked tensor-core kernel of
+ * chunk_prefill.cu instead, when the layer's shape allows it and the batch has such a sequence (la_batch's host-side
+ * max_seq_tokens); (2) writes their conv windows too.
  *
  * Like the CPU reference, the working state stays float32 for the whole step; bf16 state is rounded only when
  * stored.
  */
 #include "la_cuda.h"
+#include "chunk_prefill.h"
 
 #include <climits>
+#include <cstdint>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-constexpr int kTileCols = 32;
-constexpr int kColsPerThread = 4;
-constexpr int kColGroups = kTileCols / kColsPerThread; /* 8: threads sharing a row of the tile */
-constexpr int kRowGroups = kThreads / kColGroups;      /* 16: row stride between a thread's rows */
+constexpr int kLaneCols = 4;                 /* columns of dv per lane */
+constexpr int kWarpCols = 2 * kLaneCols;     /* columns of dv per warp: the two lanes of a pair */
+constexpr int kRowGroups = 16;               /* lane pairs of a warp, each holding kRows consecutive rows */
+constexpr int kWarps = 8;                    /* warps per CTA */
+constexpr int kBlockCols = kWarps * kWarpCols;
+/* Resident CTAs per SM asked of the register allocator for dk <= 128 (80 registers, a few bytes spilled): measured
+ * on an H200, 2 (117 registers, no spill) ran decode 20-30% slower, since decode needs state loads in flight. */
+constexpr int kDecodeBlocksPerSm = 3;
 constexpr int kMaxHeadDim = 256;
-/* Resident CTAs per SM asked of the register allocator for dk <= 128: decode is bound by how many state loads
- * are in flight, so occupancy beats the few registers the compiler would otherwise use for scheduling slack. */
-#ifndef LA_DECODE_BLOCKS_PER_SM
-#define LA_DECODE_BLOCKS_PER_SM 5
-#endif
-constexpr int kDecodeBlocksPerSm = LA_DECODE_BLOCKS_PER_SM;
 constexpr int kMaxWidth = 8;
 constexpr int kConvThreads = 256;
+constexpr int kConvVec = 8; /* channels per thread of conv_state_kernel: one 16-byte access */
 constexpr unsigned kFullMask = 0xffffffffu;
 
 struct ForwardParams {
@@ -54,6 +59,7 @@ struct ForwardParams {
     const la_checkpoint *checkpoints;
     la_io io;
     la_state_view state;
+    int32_t long_tokens; /* sequences with at least this many tokens belong to the chunked kernel */
 };
 
 __device__ __forceinline__ float bf16_bits_to_float(uint16_t bits) { return __uint_as_float((uint32_t)bits << 16); }
@@ -65,15 +71,21 @@ __device__ __forceinline__ uint16_t float_to_bf16_bits(float value)
 
 __device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ float softplus(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
+__device__ __forceinline__ float silu(float z) { return z * sigmoid(z); }
 
 __device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-/* ---- state tile: 4 columns of kRows rows per thread, in registers ----------------------------------------- */
+__device__ __forceinline__ bool aligned(const void *ptr, unsigned bytes) { return (uintptr_t)ptr % bytes == 0; }
+
+/* ---- 4 consecutive elements of a row: one vector access when whole and aligned ----------------------------- */
+
+/* f32 state moves with streaming hints (__ldcs/__stcs): each byte is read and written once per step, and keeping it
+ * out of the way of the conv inputs, which every CTA of a q/k head re-reads, measured 7-14% faster at decode. */
 
 __device__ __forceinline__ void load4(const float *src, int valid, bool vector, float out[4])
 {
     if (vector) {
-        float4 v = *reinterpret_cast<const float4 *>(src);
+        float4 v = __ldcs(reinterpret_cast<const float4 *>(src));
         out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
         return;
     }
@@ -96,7 +108,7 @@ __device__ __forceinline__ void load4(const uint16_t *src, int valid, bool vecto
 __device__ __forceinline__ void store4(float *dst, int valid, bool vector, const float in[4])
 {
     if (vector) {
-        *reinterpret_cast<float4 *>(dst) = make_float4(in[0], in[1], in[2], in[3]);
+        __stcs(reinterpret_cast<float4 *>(dst), make_float4(in[0], in[1], in[2], in[3]));
         return;
     }
 #pragma unroll
@@ -118,12 +130,14 @@ __device__ __forceinline__ void store4(uint16_t *dst, int valid, bool vector, co
         if (c < valid) dst[c] = float_to_bf16_bits(in[c]);
 }
 
-/* Where this thread's part of a head's state lives: rows row0 + kRowGroups·m, columns col .. col + valid - 1. */
-struct TileCoords {
+/* ---- a lane's slice of the state, in registers ------------------------------------------------------------- */
+
+/* Where a lane's part of a head's state lives: rows row0 .. row0 + kRows - 1, columns col .. col + valid - 1. */
+struct LaneCoords {
     int dk, dv;
     int row0, col;
     int valid;   /* columns of the 4 inside dv */
-    bool vector; /* 4 columns, aligned: one vector access per row */
+    bool vector; /* all 4 inside dv, rows 16-byte aligned: one vector access per row */
 };
 
 template <typename State> __device__ __forceinline__ State *head_state(const ForwardParams &p, int slot, int head)
@@ -132,27 +146,28 @@ template <typename State> __device__ __forceinline__ State *head_state(const For
     return static_cast<State *>(p.state.recurrent) + ((size_t)slot * L.hv + head) * (size_t)L.dk * L.dv;
 }
 
+/* All loads are issued before any is used: they are the long pole of a decode step. */
 template <int kRows, typename State>
-__device__ __forceinline__ void load_tile(const State *head, const TileCoords &t, float s[kRows][4])
+__device__ __forceinline__ void load_slice(const State *head, const LaneCoords &t, float s[kRows][kLaneCols])
 {
 #pragma unroll
     for (int m = 0; m < kRows; ++m) {
-        const int i = t.row0 + kRowGroups * m;
+        const int i = t.row0 + m;
         if (i < t.dk && t.valid > 0) {
             load4(head + (size_t)i * t.dv + t.col, t.valid, t.vector, s[m]);
         } else {
 #pragma unroll
-            for (int c = 0; c < 4; ++c) s[m][c] = 0.0f;
+            for (int c = 0; c < kLaneCols; ++c) s[m][c] = 0.0f;
         }
     }
 }
 
 template <int kRows, typename State>
-__device__ __forceinline__ void store_tile(State *head, const TileCoords &t, const float s[kRows][4])
+__device__ __forceinline__ void store_slice(State *head, const LaneCoords &t, const float s[kRows][kLaneCols])
 {
 #pragma unroll
     for (int m = 0; m < kRows; ++m) {
-        const int i = t.row0 + kRowGroups * m;
+        const int i = t.row0 + m;
         if (i < t.dk && t.valid > 0) store4(head + (size_t)i * t.dv + t.col, t.valid, t.vector, s[m]);
     }
 }
@@ -161,18 +176,17 @@ __device__ __forceinline__ void store_tile(State *head, const TileCoords &t, con
 
 /* Where a sequence's conv inputs before the current token live: earlier rows of qkv, or, for the first W-1 tokens,
  * the initial window. They are re-read at every token instead of being kept in registers: in a prefill they are
- * L1 hits, and at decode registers are what limits how many CTAs, so how many state loads, an SM keeps in flight. */
+ * L1 hits, and at decode registers are what limits how many warps, so how many state loads, an SM keeps in flight. */
 struct ConvInputs {
     const uint16_t *rows;        /* qkv row of the sequence's first token of this step */
     const uint16_t *init_window; /* [W-1][C], or nullptr for zeros */
 };
 
-__device__ __forceinline__ float silu(float z) { return z * sigmoid(z); }
-
-/* SiLU(bias + Σ_w weight[w]·x_{t-(W-1)+w}) of channel c at token t, x_t given; x_t itself without conv. */
-__device__ __forceinline__ float conv_output(const ForwardParams &p, const ConvInputs &in, int c, int t, uint16_t x)
+/* SiLU(bias + Σ_w weight[w]·x_{t-(W-1)+w}) of channel c at token t; x_t itself without conv. */
+__device__ __forceinline__ float conv_output(const ForwardParams &p, const ConvInputs &in, int c, int t)
 {
     const int width = p.layer.conv_width;
+    const uint16_t x = in.rows[(int64_t)t * p.io.qkv_stride + c];
     if (width == 0) return bf16_bits_to_float(x);
     const float *taps = p.layer.conv_weight + (size_t)c * width;
     float acc = fmaf(taps[width - 1], bf16_bits_to_float(x), p.layer.conv_bias ? p.layer.conv_bias[c] : 0.0f);
@@ -188,33 +202,7 @@ __device__ __forceinline__ float conv_output(const ForwardParams &p, const ConvI
     return silu(acc);
 }
 
-/* ---- per-token inputs of one CTA, loaded a token ahead ------------------------------------------------------ */
-
-template <int kQkPerThread> struct TokenInputs {
-    uint16_t q[kQkPerThread], k[kQkPerThread], v, a, b;
-};
-
-template <int kQkPerThread> struct ChannelMap {
-    int q[kQkPerThread], k[kQkPerThread], v; /* channel index, or -1 when this thread has none */
-};
-
-template <int kQkPerThread>
-__device__ __forceinline__ TokenInputs<kQkPerThread> load_inputs(const ForwardParams &p,
-                                                                 const ChannelMap<kQkPerThread> &map, int64_t row,
-                                                                 int head)
-{
-    TokenInputs<kQkPerThread> in;
-    const uint16_t *x = p.io.qkv + row * p.io.qkv_stride;
-#pragma unroll
-    for (int r = 0; r < kQkPerThread; ++r) {
-        in.q[r] = map.q[r] >= 0 ? x[map.q[r]] : 0;
-        in.k[r] = map.k[r] >= 0 ? x[map.k[r]] : 0;
-    }
-    in.v = map.v >= 0 ? x[map.v] : 0;
-    in.a = p.io.a ? p.io.a[row * p.io.a_stride + head] : 0;
-    in.b = p.layer.kind == LA_KIND_GATED_DELTANET ? p.io.b[row * p.io.b_stride + head] : 0;
-    return in;
-}
+/* ---- the recurrence ----------------------------------------------------------------------------------------- */
 
 __device__ __forceinline__ float warp_sum(float x)
 {
@@ -223,123 +211,133 @@ __device__ __forceinline__ float warp_sum(float x)
     return x;
 }
 
-/* Sum over the 4 row groups of a warp (lanes 8 apart hold the same columns). */
+/* Sum over the 16 lane pairs (lanes of equal parity hold the same columns). */
 __device__ __forceinline__ float row_groups_sum(float x)
 {
-    x += __shfl_xor_sync(kFullMask, x, 8);
-    x += __shfl_xor_sync(kFullMask, x, 16);
+#pragma unroll
+    for (int offset = 2; offset < 32; offset <<= 1) x += __shfl_xor_sync(kFullMask, x, offset);
     return x;
 }
 
-/* kRows = rows of the tile per thread (dk ≤ 16·kRows); State = float or uint16_t (bf16 bits). */
-template <int kRows, typename State>
-__global__ void __launch_bounds__(kThreads, kRows <= 8 ? kDecodeBlocksPerSm : 3) recurrent_kernel(const __grid_constant__ ForwardParams p)
-{
-    constexpr int kQkPerThread = (kRows * kRowGroups + kThreads - 1) / kThreads;
-    static_assert(kRows * kRowGroups <= kMaxHeadDim, "tile rows exceed the largest head");
+/* One token's post-conv q, k (rows past dk stay zero) and the CTA's v columns, double-buffered by token parity:
+ * with one barrier per token, a warp may write token t+1's while a slower one still reads token t's. */
+template <int kTileRows> struct TokenTile {
+    float q[2][kTileRows], k[2][kTileRows];
+    float v[2][kBlockCols];
+};
 
-    __shared__ float q_raw[kMaxHeadDim], k_raw[kMaxHeadDim]; /* post-conv, before normalisation */
-    __shared__ float v_tile[kTileCols];
-    __shared__ float norm_part[kWarps][3];                   /* Σq², Σk², Σqk per warp */
-    __shared__ float4 state_part[kWarps][kColGroups][2];     /* Σ S k, Σ S q per warp and column group */
+/* The conv + SiLU of the CTA's channels at token t, spread over all its threads: the dk q and dk k channels of its
+ * q/k head, then its kBlockCols v columns. */
+template <int kTileRows>
+__device__ __forceinline__ void conv_token(const ForwardParams &p, const ConvInputs &in, int t, int qk_head, int head,
+                                           int col0, TokenTile<kTileRows> &tile, int buf)
+{
+    const la_layer &L = p.layer;
+    const int jobs = 2 * L.dk + kBlockCols;
+    for (int j = threadIdx.x; j < jobs; j += kWarps * 32) {
+        if (j < L.dk) {
+            tile.q[buf][j] = conv_output(p, in, qk_head * L.dk + j, t);
+        } else if (j < 2 * L.dk) {
+            tile.k[buf][j - L.dk] = conv_output(p, in, (L.hk + qk_head) * L.dk + j - L.dk, t);
+        } else {
+            const int col = col0 + j - 2 * L.dk;
+            tile.v[buf][j - 2 * L.dk] = col < L.dv ? conv_output(p, in, 2 * L.hk * L.dk + head * L.dv + col, t) : 0.0f;
+        }
+    }
+}
+
+/*
+ * kRows = rows per lane pair (dk ≤ 16·kRows); State = float or uint16_t (bf16 bits). Grid: one CTA per
+ * (sequence, v-head, kBlockCols columns of dv); warp w of it owns columns kWarpCols·w .. kWarpCols·w + 7 of those.
+ * The CTA convolves each token's channels once, together (one barrier per token); everything else a warp does
+ * alone: its state loads, the sums over its rows by shuffles, its outputs and its stores.
+ */
+template <int kRows, typename State>
+__global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm : 2) recurrent_kernel(const __grid_constant__ ForwardParams p)
+{
+    constexpr int kTileRows = kRows * kRowGroups;
+    static_assert(kTileRows <= kMaxHeadDim, "rows exceed the largest head");
+    __shared__ __align__(16) TokenTile<kTileRows> tile;
 
     const la_layer &L = p.layer;
-    const int tiles = ceil_div(L.dv, kTileCols);
-    const int tile = blockIdx.x % tiles;
+    const int tiles = ceil_div(L.dv, kBlockCols);
+    const int col0 = (blockIdx.x % tiles) * kBlockCols;
     const int head = (blockIdx.x / tiles) % L.hv;
     const la_seq seq = p.seqs[blockIdx.x / tiles / L.hv];
-    if (seq.state_slot < 0) return;
+    if (seq.state_slot < 0 || seq.num_tokens >= p.long_tokens) return;
 
-    const int tid = threadIdx.x;
-    const int warp = tid / 32;
-    TileCoords tc;
+    const int lane = threadIdx.x % 32;
+    const int warp_col = col0 + (threadIdx.x / 32) * kWarpCols;
+    const bool has_columns = warp_col < L.dv; /* a warp without any still convolves and meets the barriers */
+    const int half = lane % 2;                /* which 4 columns of the warp's 8 */
+    LaneCoords tc;
     tc.dk = L.dk;
     tc.dv = L.dv;
-    tc.row0 = tid / kColGroups;
-    tc.col = tile * kTileCols + (tid % kColGroups) * kColsPerThread;
-    tc.valid = min(kColsPerThread, max(0, L.dv - tc.col));
-    tc.vector = L.dv % kColsPerThread == 0 && tc.valid == kColsPerThread;
+    tc.row0 = kRows * (lane / 2);
+    tc.col = warp_col + kLaneCols * half;
+    tc.valid = min(kLaneCols, max(0, L.dv - tc.col));
+    tc.vector = L.dv % kLaneCols == 0 && tc.valid == kLaneCols;
 
-    /* The state loads go first: they are the long pole, and nothing below depends on them until the first token. */
-    float s[kRows][4];
-    if (seq.init_slot >= 0) {
-        load_tile<kRows>(head_state<State>(p, seq.init_slot, head), tc, s);
+    /* The state loads go first: they are the long pole, and nothing depends on them until the conv is done. */
+    float s[kRows][kLaneCols];
+    if (seq.init_slot >= 0 && has_columns) {
+        load_slice<kRows>(head_state<State>(p, seq.init_slot, head), tc, s);
     } else {
 #pragma unroll
         for (int m = 0; m < kRows; ++m)
 #pragma unroll
-            for (int c = 0; c < 4; ++c) s[m][c] = 0.0f;
+            for (int c = 0; c < kLaneCols; ++c) s[m][c] = 0.0f;
     }
+
+    for (int i = L.dk + threadIdx.x; i < kTileRows; i += kWarps * 32)
+        tile.q[0][i] = tile.q[1][i] = tile.k[0][i] = tile.k[1][i] = 0.0f;
 
     const int qk_head = head / (L.hv / L.hk);
-    ChannelMap<kQkPerThread> map;
-#pragma unroll
-    for (int r = 0; r < kQkPerThread; ++r) {
-        const int i = tid + kThreads * r;
-        map.q[r] = i < L.dk ? qk_head * L.dk + i : -1;
-        map.k[r] = i < L.dk ? (L.hk + qk_head) * L.dk + i : -1;
-    }
-    const int v_col = tile * kTileCols + tid;
-    map.v = tid < kTileCols && v_col < L.dv ? 2 * L.hk * L.dk + head * L.dv + v_col : -1;
-
     ConvInputs conv_in;
     conv_in.rows = p.io.qkv + seq.token_offset * p.io.qkv_stride;
     conv_in.init_window = L.conv_width > 1 && seq.init_slot >= 0
                               ? p.state.conv + (size_t)seq.init_slot * (L.conv_width - 1) * p.channels
                               : nullptr;
 
-    /* Rows and columns past dk/dv read as zero, so they add nothing to the sums and their state stays zero. */
-    for (int i = L.dk + tid; i < kRows * kRowGroups; i += kThreads) q_raw[i] = k_raw[i] = 0.0f;
-    if (tid < kTileCols && map.v < 0) v_tile[tid] = 0.0f;
-
     const float decay_rate = expf(L.A_log[head]);
     const float dt_bias = L.dt_bias ? L.dt_bias[head] : 0.0f;
     const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
+    uint16_t *const out_head = p.io.out + (size_t)head * L.dv + tc.col;
+    const bool out_vector = tc.valid == kLaneCols && p.io.out_stride % kLaneCols == 0 && aligned(out_head, 8);
 
     int next_checkpoint = seq.checkpoint_begin;
     const int checkpoints_end = seq.checkpoint_begin + seq.checkpoint_count;
     int64_t checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
 
-    TokenInputs<kQkPerThread> next_in;
-    if (seq.num_tokens > 0) next_in = load_inputs<kQkPerThread>(p, map, seq.token_offset, head);
-
     for (int t = 0; t < seq.num_tokens; ++t) {
         const int64_t row = seq.token_offset + t;
-        const TokenInputs<kQkPerThread> in = next_in;
-        if (t + 1 < seq.num_tokens) next_in = load_inputs<kQkPerThread>(p, map, row + 1, head);
+        const int buf = t % 2;
+        conv_token<kTileRows>(p, conv_in, t, qk_head, head, col0, tile, buf);
+        __syncthreads();
+        if (!has_columns) continue;
 
-        /* conv + SiLU of this token's channels; partial sums for the q/k norms */
-        float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+        /* the pair's rows; norms from lanes of even parity only (each row once) */
+        float q_row[kRows], k_row[kRows], sq = 0.0f, sk = 0.0f, sqk = 0.0f;
 #pragma unroll
-        for (int r = 0; r < kQkPerThread; ++r) {
-            if (map.q[r] >= 0) {
-                const float q = conv_output(p, conv_in, map.q[r], t, in.q[r]);
-                const float k = conv_output(p, conv_in, map.k[r], t, in.k[r]);
-                q_raw[tid + kThreads * r] = q;
-                k_raw[tid + kThreads * r] = k;
-                sq = fmaf(q, q, sq);
-                sk = fmaf(k, k, sk);
-                sqk = fmaf(q, k, sqk);
+        for (int m = 0; m < kRows; m += 4) {
+            const float4 q4 = *reinterpret_cast<const float4 *>(&tile.q[buf][tc.row0 + m]);
+            const float4 k4 = *reinterpret_cast<const float4 *>(&tile.k[buf][tc.row0 + m]);
+            q_row[m] = q4.x, q_row[m + 1] = q4.y, q_row[m + 2] = q4.z, q_row[m + 3] = q4.w;
+            k_row[m] = k4.x, k_row[m + 1] = k4.y, k_row[m + 2] = k4.z, k_row[m + 3] = k4.w;
+        }
+        if (!half) {
+#pragma unroll
+            for (int m = 0; m < kRows; ++m) {
+                sq = fmaf(q_row[m], q_row[m], sq);
+                sk = fmaf(k_row[m], k_row[m], sk);
+                sqk = fmaf(q_row[m], k_row[m], sqk);
             }
         }
-        if (map.v >= 0) v_tile[tid] = conv_output(p, conv_in, map.v, t, in.v);
+        const float4 v4 = *reinterpret_cast<const float4 *>(&tile.v[buf][tc.col - col0]);
+        const float v[kLaneCols] = {v4.x, v4.y, v4.z, v4.w};
         sq = warp_sum(sq);
         sk = warp_sum(sk);
         sqk = warp_sum(sqk);
-        if (tid % 32 == 0) {
-            norm_part[warp][0] = sq;
-            norm_part[warp][1] = sk;
-            norm_part[warp][2] = sqk;
-        }
-        __syncthreads();
-
-        sq = sk = sqk = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) {
-            sq += norm_part[w][0];
-            sk += norm_part[w][1];
-            sqk += norm_part[w][2];
-        }
         float q_factor = L.scale, k_factor = 1.0f;
         if (L.qk_l2norm) {
             q_factor *= rsqrtf(sq + 1e-6f);
@@ -347,127 +345,160 @@ __global__ void __launch_bounds__(kThreads, kRows <= 8 ? kDecodeBlocksPerSm : 3)
         }
         const float qk = sqk * q_factor * k_factor;
 
-        /* Everything a thread needs from shared memory after the next barrier is copied to registers before it:
-         * the next token's conv overwrites q_raw, k_raw and v_tile as soon as a thread passes that barrier. */
-        float k_row[kRows], v[4], pk[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pq[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        /* pk = Σ_i S_ij k_i and pq = Σ_i S_ij q_i (normalised) over the lane's rows, then over the 16 pairs */
+        float pk[kLaneCols] = {}, pq[kLaneCols] = {};
 #pragma unroll
         for (int m = 0; m < kRows; ++m) {
-            const int i = tc.row0 + kRowGroups * m;
-            const float k = k_raw[i], q = q_raw[i];
-            k_row[m] = k * k_factor;
+            k_row[m] *= k_factor;
+            const float q = q_row[m] * q_factor;
 #pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                pk[c] = fmaf(s[m][c], k, pk[c]);
-                pq[c] = fmaf(s[m][c], q, pq[c]);
+            for (int j = 0; j < kLaneCols; ++j) {
+                pk[j] = fmaf(s[m][j], k_row[m], pk[j]);
+                pq[j] = fmaf(s[m][j], q, pq[j]);
             }
         }
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            v[c] = v_tile[(tid % kColGroups) * kColsPerThread + c];
-            pk[c] = row_groups_sum(pk[c]);
-            pq[c] = row_groups_sum(pq[c]);
-        }
-        if (tid % 32 < kColGroups) {
-            state_part[warp][tid % kColGroups][0] = make_float4(pk[0], pk[1], pk[2], pk[3]);
-            state_part[warp][tid % kColGroups][1] = make_float4(pq[0], pq[1], pq[2], pq[3]);
-        }
-        __syncthreads();
-
-        float sum_k[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sum_q[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) {
-            const float4 a = state_part[w][tid % kColGroups][0], b = state_part[w][tid % kColGroups][1];
-            sum_k[0] += a.x, sum_k[1] += a.y, sum_k[2] += a.z, sum_k[3] += a.w;
-            sum_q[0] += b.x, sum_q[1] += b.y, sum_q[2] += b.z, sum_q[3] += b.w;
+        for (int j = 0; j < kLaneCols; ++j) {
+            pk[j] = row_groups_sum(pk[j]);
+            pq[j] = row_groups_sum(pq[j]);
         }
 
-        const float g = p.io.a ? -decay_rate * softplus(bf16_bits_to_float(in.a) + dt_bias) : -decay_rate;
+        const float a = p.io.a ? bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) : 0.0f;
+        const float g = p.io.a ? -decay_rate * softplus(a + dt_bias) : -decay_rate;
         const float decay = expf(g);
-        const float beta = delta_rule ? sigmoid(bf16_bits_to_float(in.b)) : 0.0f;
-        float o[4];
+        const float beta = delta_rule ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head])) : 0.0f;
+        float o[kLaneCols];
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const float u = delta_rule ? beta * (v[c] - decay * sum_k[c] * k_factor) : v[c];
-            o[c] = fmaf(qk, u, decay * sum_q[c] * q_factor);
+        for (int c = 0; c < kLaneCols; ++c) {
+            const float u = delta_rule ? beta * (v[c] - decay * pk[c]) : v[c];
+            o[c] = fmaf(qk, u, decay * pq[c]);
 #pragma unroll
             for (int m = 0; m < kRows; ++m) s[m][c] = fmaf(k_row[m], u, decay * s[m][c]);
         }
-        if (tc.row0 == 0) {
-            uint16_t *out = p.io.out + row * p.io.out_stride + (size_t)head * L.dv + tc.col;
+        if (lane < 2) {
+            uint16_t *out = out_head + row * p.io.out_stride;
+            if (out_vector) {
+                uint2 bits;
+                bits.x = float_to_bf16_bits(o[0]) | ((uint32_t)float_to_bf16_bits(o[1]) << 16);
+                bits.y = float_to_bf16_bits(o[2]) | ((uint32_t)float_to_bf16_bits(o[3]) << 16);
+                *reinterpret_cast<uint2 *>(out) = bits;
+            } else {
 #pragma unroll
-            for (int c = 0; c < 4; ++c)
-                if (c < tc.valid) out[c] = float_to_bf16_bits(o[c]);
+                for (int c = 0; c < kLaneCols; ++c)
+                    if (c < tc.valid) out[c] = float_to_bf16_bits(o[c]);
+            }
         }
 
         const int64_t tokens_done = seq.start_position + t + 1;
         while (checkpoint_position == tokens_done) {
-            store_tile<kRows>(head_state<State>(p, p.checkpoints[next_checkpoint].slot, head), tc, s);
+            store_slice<kRows>(head_state<State>(p, p.checkpoints[next_checkpoint].slot, head), tc, s);
             ++next_checkpoint;
             checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
         }
     }
-    store_tile<kRows>(head_state<State>(p, seq.state_slot, head), tc, s);
+    if (has_columns) store_slice<kRows>(head_state<State>(p, seq.state_slot, head), tc, s);
 }
 
 /* ---- conv windows ------------------------------------------------------------------------------------------- */
 
-/* window[idx] for a run-time idx without putting the array in local memory. */
-__device__ __forceinline__ uint16_t pick(const uint16_t (&window)[kMaxWidth - 1], int idx)
+/* kConvVec bf16 of consecutive channels; one 16-byte access when all are inside the row and aligned. */
+__device__ __forceinline__ uint4 load8(const uint16_t *src, int valid, bool vector)
 {
-    uint16_t value = 0;
+    if (vector) return *reinterpret_cast<const uint4 *>(src);
+    uint32_t w[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const uint32_t lo = 2 * e < valid ? src[2 * e] : 0, hi = 2 * e + 1 < valid ? src[2 * e + 1] : 0;
+        w[e] = lo | (hi << 16);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ __forceinline__ void store8(uint16_t *dst, int valid, bool vector, uint4 bits)
+{
+    if (vector) {
+        *reinterpret_cast<uint4 *>(dst) = bits;
+        return;
+    }
+    const uint32_t w[4] = {bits.x, bits.y, bits.z, bits.w};
+#pragma unroll
+    for (int e = 0; e < 2 * 4; ++e)
+        if (e < valid) dst[e] = (uint16_t)(w[e / 2] >> (16 * (e % 2)));
+}
+
+/* window[idx] for a run-time idx without putting the array in local memory. */
+__device__ __forceinline__ uint4 pick(const uint4 (&window)[kMaxWidth - 1], int idx)
+{
+    uint4 value = make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int m = 0; m < kMaxWidth - 1; ++m)
         if (m == idx) value = window[m];
     return value;
 }
 
-/* Writes into `slot` the last W-1 conv inputs of channel c after `done` tokens of this step. */
-__device__ __forceinline__ void write_window(const ForwardParams &p, const la_seq &seq, int c,
-                                             const uint16_t (&init)[kMaxWidth - 1], int slot, int64_t done)
+/* Channels c0 .. c0 + valid - 1 of one sequence, and whether the conv pool and the qkv rows allow vector access. */
+struct ConvChunk {
+    int c0, valid;
+    bool pool_vector, rows_vector;
+};
+
+/* Writes into `slot` the last W-1 conv inputs of the chunk's channels after `done` tokens of this step. */
+__device__ __forceinline__ void write_window(const ForwardParams &p, const la_seq &seq, const ConvChunk &ch,
+                                             const uint4 (&init)[kMaxWidth - 1], int slot, int64_t done)
 {
     const int keep = p.layer.conv_width - 1;
-    uint16_t *dst = p.state.conv + (size_t)slot * keep * p.channels + c;
+    uint16_t *dst = p.state.conv + (size_t)slot * keep * p.channels + ch.c0;
 #pragma unroll
     for (int m = 0; m < kMaxWidth - 1; ++m) {
         if (m >= keep) break;
         const int64_t tau = done - keep + m; /* token index within the step; < 0: from the initial window */
-        dst[(size_t)m * p.channels] =
-            tau >= 0 ? p.io.qkv[(seq.token_offset + tau) * p.io.qkv_stride + c] : pick(init, (int)(tau + keep));
+        const uint4 bits = tau >= 0 ? load8(p.io.qkv + (seq.token_offset + tau) * p.io.qkv_stride + ch.c0, ch.valid,
+                                            ch.rows_vector)
+                                    : pick(init, (int)(tau + keep));
+        store8(dst + (size_t)m * p.channels, ch.valid, ch.pool_vector, bits);
     }
 }
 
-__global__ void __launch_bounds__(kConvThreads) conv_state_kernel(const __grid_constant__ ForwardParams p, int blocks_per_seq)
+__global__ void __launch_bounds__(kConvThreads)
+    conv_state_kernel(const __grid_constant__ ForwardParams p, int blocks_per_seq)
 {
     const la_seq seq = p.seqs[blockIdx.x / blocks_per_seq];
-    const int c = (blockIdx.x % blocks_per_seq) * kConvThreads + threadIdx.x;
-    if (seq.state_slot < 0 || c >= p.channels) return;
+    ConvChunk ch;
+    ch.c0 = ((blockIdx.x % blocks_per_seq) * kConvThreads + threadIdx.x) * kConvVec;
+    if (seq.state_slot < 0 || ch.c0 >= p.channels) return;
+    ch.valid = min(kConvVec, p.channels - ch.c0);
+    ch.pool_vector = ch.valid == kConvVec && p.channels % kConvVec == 0 && aligned(p.state.conv, 16);
+    ch.rows_vector = ch.valid == kConvVec && p.io.qkv_stride % kConvVec == 0 && aligned(p.io.qkv, 16);
 
     /* The whole initial window goes to registers first: for a continued sequence the final window below
      * overwrites it in place. */
     const int keep = p.layer.conv_width - 1;
-    uint16_t init[kMaxWidth - 1];
+    uint4 init[kMaxWidth - 1];
 #pragma unroll
     for (int m = 0; m < kMaxWidth - 1; ++m)
         init[m] = m < keep && seq.init_slot >= 0
-                      ? p.state.conv[((size_t)seq.init_slot * keep + m) * p.channels + c]
-                      : 0;
+                      ? load8(p.state.conv + ((size_t)seq.init_slot * keep + m) * p.channels + ch.c0, ch.valid,
+                              ch.pool_vector)
+                      : make_uint4(0, 0, 0, 0);
 
     for (int i = 0; i < seq.checkpoint_count; ++i) {
         const la_checkpoint cp = p.checkpoints[seq.checkpoint_begin + i];
-        write_window(p, seq, c, init, cp.slot, cp.position - seq.start_position);
+        write_window(p, seq, ch, init, cp.slot, cp.position - seq.start_position);
     }
-    write_window(p, seq, c, init, seq.state_slot, seq.num_tokens);
+    write_window(p, seq, ch, init, seq.state_slot, seq.num_tokens);
 }
 
-template <typename State>
-cudaError_t launch_recurrent(const ForwardParams &p, unsigned blocks, cudaStream_t stream)
+/* ---- launch ----------------------------------------------------------------------------------------------------- */
+
+/* kRows rows per lane pair: 4 up to dk = 64, 8 up to dk = 128, 16 up to dk = 256. */
+template <typename State> cudaError_t launch_recurrent(const ForwardParams &p, unsigned blocks, cudaStream_t stream)
 {
     if (p.layer.dk <= 4 * kRowGroups)
-        recurrent_kernel<4, State><<<blocks, kThreads, 0, stream>>>(p);
+        recurrent_kernel<4, State><<<blocks, kWarps * 32, 0, stream>>>(p);
     else if (p.layer.dk <= 8 * kRowGroups)
-        recurrent_kernel<8, State><<<blocks, kThreads, 0, stream>>>(p);
+        recurrent_kernel<8, State><<<blocks, kWarps * 32, 0, stream>>>(p);
     else
-        recurrent_kernel<16, State><<<blocks, kThreads, 0, stream>>>(p);
+        recurrent_kernel<16, State><<<blocks, kWarps * 32, 0, stream>>>(p);
     return cudaGetLastError();
 }
 
@@ -478,6 +509,11 @@ bool supported_shape(const la_layer &L)
            (L.state_dtype == LA_STATE_F32 || L.state_dtype == LA_STATE_BF16) &&
            (L.kind == LA_KIND_GATED_DELTANET || L.kind == LA_KIND_SIMPLE_GLA);
 }
+
+/* From this many tokens on, a sequence's recurrence runs in the chunked tensor-core kernel (chunk_prefill.cu):
+ * token by token costs ~2.6 µs a token per CTA, a 64-token chunk ~12 µs, so the two meet near 5 tokens; 16 keeps
+ * decode and short speculative chunks on the kernel built for them. */
+constexpr int32_t kChunkedMinTokens = 16;
 
 } // namespace
 
@@ -494,14 +530,19 @@ extern "C" int la_cuda_forward(const la_layer *layer, const la_batch *batch, con
     p.checkpoints = batch->checkpoints;
     p.io = *io;
     p.state = *state;
+    const bool chunked = batch->max_seq_tokens >= kChunkedMinTokens && la_cuda_chunk_prefill_supported(layer);
+    p.long_tokens = chunked ? kChunkedMinTokens : INT_MAX;
 
-    const long long blocks = (long long)batch->num_seqs * layer->hv * ((layer->dv + kTileCols - 1) / kTileCols);
+    const long long blocks = (long long)batch->num_seqs * layer->hv * ((layer->dv + kBlockCols - 1) / kBlockCols);
     if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
     cudaError_t err = layer->state_dtype == LA_STATE_F32 ? launch_recurrent<float>(p, (unsigned)blocks, stream)
                                                          : launch_recurrent<uint16_t>(p, (unsigned)blocks, stream);
+    if (err == cudaSuccess && chunked)
+        err = (cudaError_t)la_cuda_chunk_prefill_long(layer, batch, io, state, stream, kChunkedMinTokens);
     if (err != cudaSuccess || layer->conv_width < 2) return err;
 
-    const int blocks_per_seq = (p.channels + kConvThreads - 1) / kConvThreads;
+    const int chunks = (p.channels + kConvVec - 1) / kConvVec;
+    const int blocks_per_seq = (chunks + kConvThreads - 1) / kConvThreads;
     const long long conv_blocks = (long long)batch->num_seqs * blocks_per_seq;
     if (conv_blocks > INT_MAX) return cudaErrorInvalidConfiguration;
     conv_state_kernel<<<(unsigned)conv_blocks, kConvThreads, 0, stream>>>(p, blocks_per_seq);

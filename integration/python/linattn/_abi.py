@@ -33,6 +33,12 @@ STATUS_NAMES = {
     20: "ERR_DEVICE",
     21: "ERR_NOT_IMPLEMENTED",
     22: "ERR_BUFFER_TOO_SMALL",
+    23: "ERR_KV_EXHAUSTED",
+    24: "ERR_UNKNOWN_REQUEST",
+    25: "ERR_DUPLICATE_REQUEST",
+    26: "ERR_STEP_PENDING",
+    27: "ERR_NO_STEP",
+    28: "ERR_INTERNAL",
 }
 
 LAYER_KINDS = {"gdn": 1, "simple_gla": 2}
@@ -196,6 +202,95 @@ class Stats(ctypes.Structure):
     ]
 
 
+CHECKPOINT_AT = {"prompt_end": 1 << 0, "turn_end": 1 << 1, "branch": 1 << 2, "interval": 1 << 3,
+                 "aligned_step_end": 1 << 4}
+
+
+class CheckpointPolicy(ctypes.Structure):
+    _fields_ = [("match_unit", c_int32), ("places", c_uint32), ("every_n_blocks", c_int32)]
+
+
+class PrefixCacheDesc(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("block_size", c_int32),
+        ("num_attn_groups", c_int32),
+        ("kv_block_bytes", POINTER(c_uint64)),
+        ("num_kv_blocks", c_int32),
+        ("kv_byte_budget", c_uint64),
+        ("max_checkpoints", c_int32),
+        ("checkpoint_byte_budget", c_uint64),
+        ("max_index_entries", c_int32),
+        ("policy", CheckpointPolicy),
+    ]
+
+
+class CacheExtraKey(ctypes.Structure):
+    _fields_ = [("start", c_int64), ("end", c_int64), ("key", c_uint64)]
+
+
+class CacheRequestDesc(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("extra_key_size", c_uint32),
+        ("request_id", c_uint64),
+        ("tokens", POINTER(c_int32)),
+        ("num_tokens", c_int64),
+        ("extra_keys", POINTER(CacheExtraKey)),
+        ("num_extra_keys", c_int32),
+        ("hit_alignment", c_int32),
+        ("max_hit_tokens", c_int64),
+    ]
+
+
+class CacheHit(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("checkpoint_slot", c_int32),
+        ("hit_tokens", c_int64),
+        ("matched_tokens", c_int64),
+    ]
+
+
+class CacheCheckpoint(ctypes.Structure):
+    _fields_ = [("position", c_int64), ("slot", c_int32)]
+
+
+class CacheKvCopy(ctypes.Structure):
+    _fields_ = [("src_block", c_int32), ("dst_block", c_int32), ("num_tokens", c_int32)]
+
+
+class CacheStep(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("num_tokens", c_int32),
+        ("start_position", c_int64),
+        ("init", c_int32),
+        ("source_slot", c_int32),
+        ("num_checkpoints", c_int32),
+        ("checkpoints", POINTER(CacheCheckpoint)),
+        ("num_kv_copies", c_int32),
+        ("kv_copy", CacheKvCopy),
+        ("num_blocks", c_int32),
+        ("block_table", POINTER(c_int32)),
+    ]
+
+
+class CacheStats(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32)] + [
+        (name, c_int64 if signed else c_uint64)
+        for name, signed in [
+            ("lookups", False), ("lookup_tokens", False), ("hits", False), ("hit_tokens", False),
+            ("checkpoints_written", False), ("checkpoints_restored", False), ("checkpoints_evicted", False),
+            ("checkpoints_discarded", False), ("checkpoints_skipped", False), ("index_entries_evicted", False),
+            ("kv_copies", False), ("checkpoints_in_use", True), ("max_checkpoints", True),
+            ("checkpoint_bytes_in_use", False), ("kv_blocks_total", True), ("kv_blocks_free", True),
+            ("kv_blocks_cached_only", True), ("kv_bytes_in_use", False), ("index_entries", True),
+            ("live_requests", True),
+        ]
+    ]
+
+
 def sized(struct_type, **fields):
     """An instance of a descriptor/result struct with struct_size set, as the ABI requires of every host struct."""
     return struct_type(struct_size=ctypes.sizeof(struct_type), **fields)
@@ -205,7 +300,8 @@ def _fn(*argtypes, restype=status_t):
     return ctypes.CFUNCTYPE(restype, *argtypes)
 
 
-# The function table of ABI 1.0, entries in header order (the table is append-only within a major).
+# The function table of ABI 1.0, entries in header order (the table is append-only within a major; the prefix cache
+# entries were appended before 1.0 was released).
 class ApiTable(ctypes.Structure):
     _fields_ = [
         ("struct_size", c_uint32),
@@ -235,6 +331,15 @@ class ApiTable(ctypes.Structure):
         ("spec_verify", _fn(handle_t, handle_t, POINTER(DraftDesc), POINTER(ForwardArgs), stream_t)),
         ("spec_commit", _fn(handle_t, handle_t, POINTER(AcceptDesc), stream_t)),
         ("get_stats", _fn(handle_t, POINTER(Stats))),
+        ("prefix_cache_create", _fn(handle_t, POINTER(PrefixCacheDesc), POINTER(handle_t))),
+        ("prefix_cache_destroy", _fn(handle_t)),
+        ("cache_find_longest_hit", _fn(handle_t, POINTER(CacheRequestDesc), POINTER(CacheHit))),
+        ("cache_request_add", _fn(handle_t, POINTER(CacheRequestDesc), POINTER(CacheHit))),
+        ("cache_request_append", _fn(handle_t, c_uint64, POINTER(c_int32), c_int64)),
+        ("cache_request_schedule", _fn(handle_t, c_uint64, c_int64, POINTER(CacheStep))),
+        ("cache_request_commit", _fn(handle_t, c_uint64)),
+        ("cache_request_free", _fn(handle_t, c_uint64)),
+        ("cache_get_stats", _fn(handle_t, POINTER(CacheStats))),
     ]
 
 
@@ -256,5 +361,14 @@ STRUCTS = {
     "linattn_layer_info": LayerInfoStruct,
     "linattn_pool_info": PoolInfoStruct,
     "linattn_stats": Stats,
+    "linattn_checkpoint_policy": CheckpointPolicy,
+    "linattn_prefix_cache_desc": PrefixCacheDesc,
+    "linattn_cache_extra_key": CacheExtraKey,
+    "linattn_cache_request_desc": CacheRequestDesc,
+    "linattn_cache_hit": CacheHit,
+    "linattn_cache_checkpoint": CacheCheckpoint,
+    "linattn_cache_kv_copy": CacheKvCopy,
+    "linattn_cache_step": CacheStep,
+    "linattn_cache_stats": CacheStats,
     "linattn_api": ApiTable,
 }

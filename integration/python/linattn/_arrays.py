@@ -19,7 +19,7 @@ def is_torch_tensor(value):
 
 @dataclass(frozen=True)
 class Operand:
-    """One activation matrix as the library sees it: rows of `width` bf16 elements, `row_stride` elements apart."""
+    """One activation matrix as the library sees it: `rows` rows of bf16 elements, `row_stride` elements apart."""
 
     pointer: int
     rows: int

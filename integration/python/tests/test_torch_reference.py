@@ -127,3 +127,35 @@ def test_continuation_from_a_checkpoint_matches_chunk_rule_from_its_state(lib, b
             *transformers_inputs(p, suffix), chunk_size=64, initial_state=prefix_state, output_final_state=True,
             use_qk_l2norm_in_kernel=True)
         assert rel_error(out.reshape(1, T - prefix, HV, DV), want) <= TOLERANCE
+
+
+def test_cuda_graph_replays_whatever_batch_was_set_last(lib):
+    """The vLLM pattern: capture Layer.forward once, then per step plan.set(...) outside the graph and replay."""
+    ctx, device = context_for(lib, "cuda")
+    with ctx:
+        steps = 3
+        p = random_problem(2, steps, device, False, seed=9)
+        layer = make_layer(ctx, device, True)
+        pool = linattn.StatePool(ctx, [layer], capacity=2)
+        plan = linattn.BatchPlan(pool, max_seqs=2, max_tokens=2)
+        slots = [pool.alloc(), pool.alloc()]
+        qkv, a, b = (torch.zeros_like(x) for x in packed(p, slice(0, 1)))
+        out = torch.zeros(2, HV, DV, dtype=torch.bfloat16, device=device)
+        plan.set([dict(token_offset=i, num_tokens=1, state_slot=s) for i, s in enumerate(slots)], 2)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            layer.forward(plan, qkv, a, b, out)
+
+        want, _ = modeling.torch_chunk_gated_delta_rule(
+            *transformers_inputs(p), chunk_size=64, output_final_state=True, use_qk_l2norm_in_kernel=True)
+        for t in range(steps):
+            # Each step packs the two sequences in the opposite order, so only the new batch gives right rows.
+            order = [0, 1] if t % 2 == 0 else [1, 0]
+            step_inputs = packed(p, slice(t, t + 1))
+            for static, fresh in zip((qkv, a, b), step_inputs):
+                static.copy_(fresh[order])
+            plan.set([dict(token_offset=row, num_tokens=1, state_slot=slots[seq], start_position=t,
+                           init="zero" if t == 0 else "continue") for row, seq in enumerate(order)], 2)
+            graph.replay()
+            for row, seq in enumerate(order):
+                assert rel_error(out[row], want[seq, t]) <= TOLERANCE
