@@ -16,7 +16,8 @@
  *   out-parameters are left untouched. `last_error_message` says in words what was wrong (thread-local).
  *   The library never aborts, exits or prints.
  * - Handles are opaque. A handle used after it was destroyed, or never created, is refused with
- *   LINATTN_ERR_INVALID_HANDLE (the library keeps a registry of live handles; it never dereferences a dead one).
+ *   LINATTN_ERR_INVALID_HANDLE (the library keeps a registry of live handles; it never dereferences a dead one,
+ *   though a new object of the same kind may later be given the same address).
  * - Memory: "host" pointers are ordinary CPU memory. "Device" pointers are CUDA device memory for a context on a
  *   CUDA device, and host memory for a context on the CPU backend (so a host written against the ABI runs
  *   unchanged on either).
@@ -517,7 +518,10 @@ typedef struct linattn_api {
 
     /* Run one layer over the plan's current batch: conv, gates and recurrence for every sequence, its final
      * state written to its state slot and its checkpoints to their slots. The layer must be one of the plan's
-     * pool's layers. Enqueued on stream; no allocation, no host synchronisation (graph-capturable). */
+     * pool's layers. Enqueued on stream; no allocation, no host synchronisation (graph-capturable). The kernels
+     * are chosen from the batch set at launch (sequences of 16+ tokens take the chunked prefill kernel); a forward
+     * captured in a CUDA graph replays correctly with any batch set later, and fastest with batches like the one
+     * it was captured with (capture decode graphs with decode batches). */
     linattn_status (*forward)(linattn_layer *layer, const linattn_plan *plan, const linattn_forward_args *args,
                               linattn_stream_t stream);
 

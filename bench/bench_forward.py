@@ -78,10 +78,20 @@ def capture(fn):
 
 
 def copy_bandwidth():
-    src = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    """Device-to-device copy of 2 GiB (cudaMemcpyAsync under torch's copy_), bytes read + written per second."""
+    src = torch.empty(1 << 29, dtype=torch.float32, device="cuda")
     dst = torch.empty_like(src)
-    microseconds = time_graphs([capture(lambda: dst.copy_(src))], samples=10, per_sample=5)
-    return 2 * src.numel() / (microseconds * 1e-6)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(5):
+        dst.copy_(src)
+    times = []
+    for _ in range(20):
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e-3)
+    return 2 * src.numel() * src.element_size() / statistics.median(times)
 
 
 class Weights:
@@ -254,7 +264,7 @@ def accuracy(ctx_gpu, lib):
 
 def git_commit():
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL,
                                        cwd=os.path.dirname(os.path.abspath(__file__))).strip()
     except Exception:
         return os.environ.get("LINATTN_COMMIT", "unknown")

@@ -1,21 +1,13 @@
 #!/usr/bin/env bash
-# Builds liblinattn and runs the demo host: it dlopens the library, registers a Qwen3-Next-shaped Gated DeltaNet
-# layer, prefills a few sequences and decodes. Uses the GPU when one exists (LINATTN_BACKEND=cpu forces the CPU).
+# Builds liblinattn and runs the demo host, a serving engine's step loop in small: it dlopens the library and serves
+# multi-turn conversations on shared system prompts through the prefix cache, with chunked prefill under a token
+# budget and decode. Uses the GPU when one exists (LINATTN_BACKEND=cpu forces the CPU); extra arguments go to the
+# demo (--help lists them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(cmake gcc g++ make)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if (( ${#missing[@]} )); then
-    sudo=()
-    (( EUID == 0 )) || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash tests/install_missing.sh cmake gcc g++ make
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
 cmake --build build -j2 --target linattn linattn_demo
-./build/linattn_demo ./build/liblinattn.so
+./build/linattn_demo ./build/liblinattn.so "$@"

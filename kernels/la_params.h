@@ -55,6 +55,9 @@ typedef struct la_checkpoint {
     int32_t seq;
 } la_checkpoint;
 
+/* For device launches the backend passes the plan's capacities as num_seqs / num_tokens (unused entries are
+ * padding) and every per-sequence fact lives in the device arrays, so a launch captured in a CUDA graph stays valid
+ * for later batches; kernels must not depend on the host values of the current batch beyond max_seq_tokens' hint. */
 typedef struct la_batch {
     int32_t num_seqs;
     int32_t num_checkpoints;

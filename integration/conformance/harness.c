@@ -344,30 +344,34 @@ static int pack_layer(const fixture *f, const prepared_step *step, int l, host_s
     return 1;
 }
 
-static void *upload_copy(const void *host, size_t bytes, linattn_stream_t stream)
+/* Device buffers of one layer for `rows` rows; the step keeps them until step_release. */
+static int alloc_layer_buffers(fixture *f, prepared_step *step, int l, int64_t rows, check_log *log)
 {
-    void *device = devmem_alloc(bytes);
-    if (device && devmem_upload(device, host, bytes, stream) != 0) {
-        devmem_free(device);
-        return NULL;
-    }
-    return device;
+    const test_layer *layer = &f->layers[l];
+    size_t n = (size_t)rows, pad = (size_t)step->row_pad, heads = (size_t)layer->desc.num_v_heads;
+    step->qkv[l] = devmem_alloc(n * ((size_t)layer->channels + pad) * 2);
+    step->a[l] = devmem_alloc(n * (heads + pad) * 2);
+    step->b[l] = devmem_alloc(n * (heads + pad) * 2);
+    step->out[l] = devmem_alloc(n * (output_row_elements(layer) + pad) * 2);
+    return CHECK(log, step->qkv[l] && step->a[l] && step->b[l] && step->out[l], "device buffers failed: %s",
+                 devmem_last_error());
 }
 
+/* Packs the step's rows of layer l and uploads them into the step's buffers (allocated first if it has none). */
 static int upload_layer(fixture *f, prepared_step *step, int l, check_log *log)
 {
     const test_layer *layer = &f->layers[l];
-    int64_t rows = step->batch.num_tokens, pad = step->row_pad;
+    size_t rows = (size_t)step->batch.num_tokens, pad = (size_t)step->row_pad;
     size_t heads = (size_t)layer->desc.num_v_heads;
     host_stream host = {0};
-    int ok = CHECK(log, pack_layer(f, step, l, &host), "out of host memory");
-    if (ok) {
-        step->qkv[l] = upload_copy(host.qkv, (size_t)(rows * (layer->channels + pad)) * 2 + 1, f->stream);
-        step->a[l] = upload_copy(host.a, (size_t)rows * (heads + (size_t)pad) * 2 + 1, f->stream);
-        step->b[l] = upload_copy(host.b, (size_t)rows * (heads + (size_t)pad) * 2 + 1, f->stream);
-        step->out[l] = devmem_alloc((size_t)rows * (output_row_elements(layer) + (size_t)pad) * 2 + 1);
-        ok = CHECK(log, step->qkv[l] && step->a[l] && step->b[l] && step->out[l], "device buffers failed");
-    }
+    int ok = CHECK(log, pack_layer(f, step, l, &host), "out of host memory") &&
+             (step->out[l] || alloc_layer_buffers(f, step, l, step->capacity_rows, log));
+    if (ok)
+        ok = CHECK(log,
+                   devmem_upload(step->qkv[l], host.qkv, rows * ((size_t)layer->channels + pad) * 2, f->stream) == 0 &&
+                       devmem_upload(step->a[l], host.a, rows * (heads + pad) * 2, f->stream) == 0 &&
+                       devmem_upload(step->b[l], host.b, rows * (heads + pad) * 2, f->stream) == 0,
+                   "input upload failed: %s", devmem_last_error());
     free(host.qkv);
     free(host.a);
     free(host.b);
@@ -381,10 +385,10 @@ static int upload_layer(fixture *f, prepared_step *step, int l, check_log *log)
     args->b = layer->desc.kind == LINATTN_LAYER_GATED_DELTANET ? step->b[l] : NULL;
     args->out = step->out[l];
     if (pad) {
-        args->qkv_row_stride = layer->channels + pad;
-        args->a_row_stride = (int64_t)heads + pad;
-        args->b_row_stride = (int64_t)heads + pad;
-        args->out_row_stride = (int64_t)output_row_elements(layer) + pad;
+        args->qkv_row_stride = layer->channels + (int64_t)pad;
+        args->a_row_stride = (int64_t)(heads + pad);
+        args->b_row_stride = (int64_t)(heads + pad);
+        args->out_row_stride = (int64_t)(output_row_elements(layer) + pad);
     }
     return 1;
 }
@@ -429,7 +433,23 @@ int step_prepare(fixture *f, prepared_step *step, const step_entry *entries, int
     step->num_entries = num_entries;
     memcpy(step->entries, entries, (size_t)num_entries * sizeof *entries);
     step->row_pad = row_pad;
+    step->plan = f->plan;
     describe_batch(step, checkpoints, num_checkpoints);
+    step->capacity_rows = step->batch.num_tokens;
+    for (int l = 0; l < f->num_layers; ++l)
+        if (!upload_layer(f, step, l, log)) return 0;
+    return 1;
+}
+
+int step_refill(fixture *f, prepared_step *step, const step_entry *entries, int num_entries, check_log *log)
+{
+    if (!CHECK(log, num_entries <= MAX_STEP_ENTRIES, "step too big")) return 0;
+    step->num_entries = num_entries;
+    memcpy(step->entries, entries, (size_t)num_entries * sizeof *entries);
+    describe_batch(step, NULL, 0);
+    if (!CHECK(log, step->batch.num_tokens <= step->capacity_rows, "refilled step has %lld rows, its buffers %lld",
+               (long long)step->batch.num_tokens, (long long)step->capacity_rows))
+        return 0;
     for (int l = 0; l < f->num_layers; ++l)
         if (!upload_layer(f, step, l, log)) return 0;
     return 1;
@@ -437,7 +457,7 @@ int step_prepare(fixture *f, prepared_step *step, const step_entry *entries, int
 
 int step_set_batch(fixture *f, prepared_step *step, check_log *log)
 {
-    return CHECK_OK(log, f->api, f->api->plan_set_batch(f->plan, &step->batch, f->stream));
+    return CHECK_OK(log, f->api, f->api->plan_set_batch(step->plan, &step->batch, f->stream));
 }
 
 /* Rows of real sequences must be fully written (no poison left); padding rows and row gaps must be untouched. */
@@ -470,26 +490,70 @@ static int collect_layer(fixture *f, const prepared_step *step, int l, const uin
     return 1;
 }
 
-static int forward_layer(fixture *f, prepared_step *step, int l, check_log *log)
+/* Output elements of one layer's buffer: every row the buffer has, with its gap. */
+static size_t output_elements(const fixture *f, const prepared_step *step, int l)
 {
-    const test_layer *layer = &f->layers[l];
-    size_t elements = (size_t)step->batch.num_tokens * (output_row_elements(layer) + (size_t)step->row_pad);
-    uint16_t *host = malloc(elements * sizeof(uint16_t) + 1);
+    return (size_t)step->capacity_rows * (output_row_elements(&f->layers[l]) + (size_t)step->row_pad);
+}
+
+static int poison_outputs(fixture *f, prepared_step *step, uint16_t *host, check_log *log)
+{
+    for (int l = 0; l < f->num_layers; ++l) {
+        size_t elements = output_elements(f, step, l);
+        memset(host, 0xFF, elements * sizeof(uint16_t));
+        if (!CHECK(log, devmem_upload(step->out[l], host, elements * 2, f->stream) == 0, "poison upload failed: %s",
+                   devmem_last_error()))
+            return 0;
+    }
+    return 1;
+}
+
+/* Rows of the buffer past the batch's rows must be untouched too. */
+static int check_rows_past_batch(const fixture *f, const prepared_step *step, int l, const uint16_t *host,
+                                 check_log *log)
+{
+    size_t row = output_row_elements(&f->layers[l]) + (size_t)step->row_pad;
+    for (size_t i = (size_t)step->batch.num_tokens * row; i < output_elements(f, step, l); ++i)
+        if (!CHECK(log, host[i] == POISON, "layer %s: forward wrote past the batch's %lld rows", f->layers[l].name,
+                   (long long)step->batch.num_tokens))
+            return 0;
+    return 1;
+}
+
+static int collect_outputs(fixture *f, prepared_step *step, uint16_t *host, check_log *log)
+{
+    for (int l = 0; l < f->num_layers; ++l)
+        if (!CHECK(log, devmem_download(host, step->out[l], output_elements(f, step, l) * 2, f->stream) == 0,
+                   "download failed: %s", devmem_last_error()) ||
+            !check_rows_past_batch(f, step, l, host, log) || !collect_layer(f, step, l, host, log))
+            return 0;
+    return 1;
+}
+
+int step_forward_by(fixture *f, prepared_step *step, step_runner run, void *context, check_log *log)
+{
+    size_t largest = 0;
+    for (int l = 0; l < f->num_layers; ++l)
+        if (output_elements(f, step, l) > largest) largest = output_elements(f, step, l);
+    uint16_t *host = malloc(largest * sizeof(uint16_t) + 1);
     if (!CHECK(log, host != NULL, "out of host memory")) return 0;
-    memset(host, 0xFF, elements * sizeof(uint16_t));
-    int ok = CHECK(log, devmem_upload(step->out[l], host, elements * 2, f->stream) == 0, "poison upload failed") &&
-             CHECK_OK(log, f->api, f->api->forward(layer->handle, f->plan, &step->args[l], f->stream)) &&
-             CHECK(log, devmem_download(host, step->out[l], elements * 2, f->stream) == 0, "download failed") &&
-             collect_layer(f, step, l, host, log);
+    int ok = poison_outputs(f, step, host, log) && run(f, step, context, log) && collect_outputs(f, step, host, log);
     free(host);
     return ok;
 }
 
+static int forward_every_layer(fixture *f, prepared_step *step, void *context, check_log *log)
+{
+    (void)context;
+    for (int l = 0; l < f->num_layers; ++l)
+        if (!CHECK_OK(log, f->api, f->api->forward(f->layers[l].handle, step->plan, &step->args[l], f->stream)))
+            return 0;
+    return 1;
+}
+
 int step_forward(fixture *f, prepared_step *step, check_log *log)
 {
-    for (int l = 0; l < f->num_layers; ++l)
-        if (!forward_layer(f, step, l, log)) return 0;
-    return 1;
+    return step_forward_by(f, step, forward_every_layer, NULL, log);
 }
 
 void step_release(prepared_step *step)

@@ -127,17 +127,25 @@ typedef struct prepared_step {
     linattn_checkpoint_desc checkpoints[MAX_STEP_CHECKPOINTS];
     linattn_batch_desc batch;
     int64_t row_pad; /* extra elements after every row of every activation (0: contiguous, row strides 0) */
+    int64_t capacity_rows; /* rows the device buffers hold (the rows of the step they were made for) */
     void *qkv[MAX_LAYERS], *a[MAX_LAYERS], *b[MAX_LAYERS], *out[MAX_LAYERS]; /* device buffers */
     linattn_forward_args args[MAX_LAYERS];
+    linattn_plan *plan; /* the plan the step is set on and run with: f->plan unless the caller changes it */
 } prepared_step;
 
 /* Pack the entries' tokens into one stream per layer and upload it; builds the batch and forward arguments. */
 int step_prepare(fixture *f, prepared_step *step, const step_entry *entries, int num_entries,
                  const step_checkpoint *checkpoints, int num_checkpoints, int64_t row_pad, check_log *log);
+/* Make a prepared step another one (no checkpoints, at most capacity_rows rows): its batch is rebuilt and its
+ * inputs are uploaded into the same device buffers, so forward arguments (and a graph that captured them) stay. */
+int step_refill(fixture *f, prepared_step *step, const step_entry *entries, int num_entries, check_log *log);
 int step_set_batch(fixture *f, prepared_step *step, check_log *log);
-/* Poison every output, run every layer, check that exactly the rows of real sequences were written, and copy them
- * into the sequences' out arrays. */
+/* Poison every output, run every layer, check that exactly the rows of real sequences were written (nothing else:
+ * not padding rows, row gaps or rows past the batch), and copy them into the sequences' out arrays. */
 int step_forward(fixture *f, prepared_step *step, check_log *log);
+/* step_forward with the layers run by `run` (e.g. a graph launch) instead of a forward call per layer. */
+typedef int (*step_runner)(fixture *f, prepared_step *step, void *context, check_log *log);
+int step_forward_by(fixture *f, prepared_step *step, step_runner run, void *context, check_log *log);
 void step_release(prepared_step *step);
 /* prepare + set_batch + forward + release. */
 int run_step(fixture *f, const step_entry *entries, int num_entries, const step_checkpoint *checkpoints,

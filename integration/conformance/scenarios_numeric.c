@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "integration/common/devmem.h"
 #include "integration/conformance/scenarios.h"
 
 static scenario_outcome outcome_of(const check_log *log)
@@ -477,11 +478,177 @@ scenario_outcome scenario_two_threads(const harness *h, check_log *log)
     return outcome_of(log);
 }
 
+/* ---- CUDA graph ---- */
+
+enum { GRAPH_SEQS = 6, GRAPH_ROWS = 8, GRAPH_REPLAYS = 3, GRAPH_STEPS = 1 + GRAPH_REPLAYS };
+static const int64_t graph_prefill[GRAPH_SEQS] = {5, 40, 64, 65, 1, 130};
+/* Decode batches of one token per entry: a sequence index, or -1 for a padding sequence (LINATTN_SLOT_NONE). The
+ * first runs eagerly on the graph's plan (warm-up) and is the batch set while capturing; each replay sets another
+ * one: other slots, in another order, padding elsewhere, and once fewer sequences and rows than captured. */
+static const int graph_batch_sizes[GRAPH_STEPS] = {8, 8, 6, 8};
+static const int graph_batches[GRAPH_STEPS][GRAPH_ROWS] = {
+    {0, 1, 2, 3, 4, 5, -1, -1},
+    {3, -1, 0, 5, -1, 1, 2, -1},
+    {-1, 4, 2, 0, -1, 3},
+    {5, 4, 1, 3, 0, -1, -1, 2},
+};
+
+/* Entries of decode batch `step` for f's sequences; positions[] (the next position of each sequence) advance. */
+static int graph_entries(const fixture *f, int step, int64_t *positions, step_entry *entries)
+{
+    for (int e = 0; e < graph_batch_sizes[step]; ++e) {
+        int seq = graph_batches[step][e];
+        entries[e] = seq < 0 ? padding(1) : continued(seq, f->seqs[seq].slot, positions[seq]++, 1);
+    }
+    return graph_batch_sizes[step];
+}
+
+/* The sequences (prefill plus one token per decode batch they are in), prefilled in one eager step. */
+static int graph_prefill_seqs(fixture *f, check_log *log)
+{
+    step_entry entries[GRAPH_SEQS];
+    for (int s = 0; s < GRAPH_SEQS; ++s) {
+        int64_t length = graph_prefill[s];
+        for (int step = 0; step < GRAPH_STEPS; ++step)
+            for (int e = 0; e < graph_batch_sizes[step]; ++e) length += graph_batches[step][e] == s;
+        int seq = fixture_add_seq(f, length, 600u + (uint64_t)s, log);
+        if (seq < 0) return 0;
+        entries[s] = fresh(seq, f->seqs[seq].slot, (int32_t)graph_prefill[s]);
+    }
+    return run_step(f, entries, GRAPH_SEQS, NULL, 0, 0, log);
+}
+
+/* Every layer's forward on the step's plan, captured on f's stream into *graph. Capture always ends, also when a
+ * forward fails, so the stream is left usable. */
+static int capture_forwards(fixture *f, prepared_step *step, devmem_graph **graph, size_t *nodes, check_log *log)
+{
+    if (!CHECK(log, devmem_capture_begin(f->stream) == 0, "could not start capturing: %s", devmem_last_error()))
+        return 0;
+    int ok = 1;
+    for (int l = 0; ok && l < f->num_layers; ++l)
+        ok = CHECK(log, f->api->forward(f->layers[l].handle, step->plan, &step->args[l], f->stream) == LINATTN_OK,
+                   "forward of layer %s during stream capture failed: %s", f->layers[l].name,
+                   f->api->last_error_message());
+    int ended = devmem_capture_end(f->stream, graph, nodes) == 0;
+    return ok && CHECK(log, ended, "capturing the forwards into a graph failed: %s", devmem_last_error()) &&
+           CHECK(log, *nodes > 0, "the captured graph is empty: forward enqueued nothing on the capturing stream");
+}
+
+static int launch_graph(fixture *f, prepared_step *step, void *graph, check_log *log)
+{
+    (void)step;
+    return CHECK(log, devmem_graph_launch(graph, f->stream) == 0, "graph replay failed: %s", devmem_last_error());
+}
+
+/* Outputs and states of the graph run against the eager run of the same steps, and against the naive reference. */
+static void expect_graph_like_eager(fixture *graph, fixture *eager, check_log *log)
+{
+    double out_diff = 0.0, state_diff = 0.0;
+    error_summary worst = {0, 0, 0, 0};
+    for (int l = 0; !log->failed && l < graph->num_layers; ++l) {
+        for (int s = 0; !log->failed && s < GRAPH_SEQS; ++s) {
+            size_t n = (size_t)graph->seqs[s].length * output_row_elements(&graph->layers[l]);
+            double measure = 0.0;
+            if (agree_outputs(graph, log, "graph replays vs eager", graph->seqs[s].out[l], eager->seqs[s].out[l], n,
+                              &measure) &&
+                measure > out_diff)
+                out_diff = measure;
+            uint8_t *sg = fixture_read_state(graph, l, graph->seqs[s].slot, log);
+            uint8_t *se = fixture_read_state(eager, l, eager->seqs[s].slot, log);
+            if (sg && se && agree_states(graph, log, "graph replays vs eager", l, sg, se, &measure) &&
+                measure > state_diff)
+                state_diff = measure;
+            free(sg);
+            free(se);
+            if (!log->failed) compare_seq_with_naive(graph, l, s, graph_prefill[s], &worst, log);
+        }
+    }
+    check_note(log, "vs eager: %s out %.3g, state %.3g; vs naive: max out rel err %.2e prefill, %.2e decode, "
+               "state %.2e", graph->exact ? "max abs diff" : "rel err", out_diff, state_diff, worst.prefill,
+               worst.decode, worst.state);
+}
+
+static int graph_stats(fixture *f, linattn_stats *stats, check_log *log)
+{
+    memset(stats, 0, sizeof *stats);
+    stats->struct_size = sizeof *stats;
+    return CHECK_OK(log, f->api, f->api->get_stats(f->context, stats));
+}
+
+/* The forwards ran once (captured) and replayed GRAPH_REPLAYS times; the counters must have moved, at capture or
+ * at replay (the header leaves which to the library). */
+static void expect_stats_moved(fixture *f, const linattn_stats *before, const linattn_stats *captured,
+                               check_log *log)
+{
+    linattn_stats after;
+    if (!graph_stats(f, &after, log)) return;
+    uint64_t calls = after.forward_calls - before->forward_calls;
+    uint64_t tokens = after.tokens_processed - before->tokens_processed;
+    check_note(log, "stats: forward_calls +%llu at capture, +%llu over the replays; tokens_processed +%llu",
+               (unsigned long long)(captured->forward_calls - before->forward_calls),
+               (unsigned long long)(after.forward_calls - captured->forward_calls), (unsigned long long)tokens);
+    CHECK(log, calls >= (uint64_t)f->num_layers && tokens > 0,
+          "stats did not move: forward_calls +%llu (at least %d forwards were captured), tokens_processed +%llu",
+          (unsigned long long)calls, f->num_layers, (unsigned long long)tokens);
+}
+
+/* Warm-up on the graph plan, capture, then the replays, each with a new batch and new inputs in the same buffers.
+ * The eager fixture runs the same batches with plain forward calls. */
+static void run_graph_steps(fixture *g, fixture *e, linattn_plan *plan, prepared_step *step, devmem_graph **graph,
+                            check_log *log)
+{
+    int64_t graph_positions[GRAPH_SEQS], eager_positions[GRAPH_SEQS];
+    memcpy(graph_positions, graph_prefill, sizeof graph_positions);
+    memcpy(eager_positions, graph_prefill, sizeof eager_positions);
+    step_entry entries[GRAPH_ROWS];
+    int n = graph_entries(g, 0, graph_positions, entries);
+    if (!step_prepare(g, step, entries, n, NULL, 0, 0, log)) return;
+    step->plan = plan;
+    n = graph_entries(e, 0, eager_positions, entries);
+    if (!step_set_batch(g, step, log) || !step_forward(g, step, log) || !run_step(e, entries, n, NULL, 0, 0, log))
+        return;
+    linattn_stats before, captured;
+    size_t nodes = 0;
+    if (!graph_stats(g, &before, log) || !capture_forwards(g, step, graph, &nodes, log) ||
+        !graph_stats(g, &captured, log))
+        return;
+    check_note(log, "%zu graph nodes for %d layers", nodes, g->num_layers);
+    for (int r = 1; r < GRAPH_STEPS; ++r) {
+        n = graph_entries(g, r, graph_positions, entries);
+        if (!step_refill(g, step, entries, n, log) || !step_set_batch(g, step, log) ||
+            !step_forward_by(g, step, launch_graph, *graph, log))
+            return;
+        n = graph_entries(e, r, eager_positions, entries);
+        if (!run_step(e, entries, n, NULL, 0, 0, log)) return;
+    }
+    expect_stats_moved(g, &before, &captured, log);
+}
+
 scenario_outcome scenario_cuda_graph(const harness *h, check_log *log)
 {
-    if (h->backend != LINATTN_BACKEND_CUDA)
+    if (h->backend != LINATTN_BACKEND_CUDA) {
         check_note(log, "needs the CUDA backend (this run uses the CPU backend)");
-    else
-        check_note(log, "CUDA graph capture through libcudart is not in this conformance program yet");
-    return OUTCOME_SKIP;
+        return OUTCOME_SKIP;
+    }
+    if (!CHECK(log, devmem_graphs_available(), "libcudart has no CUDA graph entry points")) return OUTCOME_FAIL;
+    fixture g, e;
+    memset(&g, 0, sizeof g);
+    memset(&e, 0, sizeof e);
+    prepared_step *step = calloc(1, sizeof *step);
+    devmem_graph *graph = NULL;
+    linattn_plan *plan = NULL;
+    linattn_plan_desc limits = {sizeof limits, GRAPH_ROWS, 0, GRAPH_ROWS};
+    if (CHECK(log, step != NULL, "out of host memory") && fixture_create(&g, h, MODEL_HYBRID, 6, GRAPH_ROWS, log) &&
+        fixture_create(&e, h, MODEL_HYBRID, 6, GRAPH_ROWS, log) && graph_prefill_seqs(&g, log) &&
+        graph_prefill_seqs(&e, log) && CHECK_OK(log, g.api, g.api->plan_create(g.pool, &limits, &plan))) {
+        run_graph_steps(&g, &e, plan, step, &graph, log);
+        if (!log->failed) expect_graph_like_eager(&g, &e, log);
+    }
+    /* The graph refers to the plan's memory and the step's buffers: it goes first, the context (and plan) last. */
+    devmem_graph_destroy(graph);
+    if (step) step_release(step);
+    free(step);
+    fixture_destroy(&g);
+    fixture_destroy(&e);
+    return outcome_of(log);
 }
