@@ -9,6 +9,7 @@
 #ifndef LINATTN_TESTS_HARNESS_H
 #define LINATTN_TESTS_HARNESS_H
 
+#include "splitmix.h"
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <criterion/parameterized.h>
@@ -37,17 +38,7 @@ static char harness_label[192]; /* what the test runs (e.g. its configuration), 
 #define HARNESS_TAG " [%sseed %llu]"
 #define HARNESS_TAG_ARGS harness_label, harness_seed_in_use
 
-typedef struct harness_rng {
-    uint64_t state;
-} harness_rng;
-
-static inline uint64_t rng_next(harness_rng *rng)
-{
-    uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+typedef test_rng harness_rng;
 
 /* A new seed per process: wall clock, CPU clock and a stack address (ASLR) mixed; overridable to replay. */
 static inline harness_rng rng_start(void)
