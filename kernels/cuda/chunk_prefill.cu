@@ -908,6 +908,17 @@ __device__ __forceinline__ int chunk_length(const la_seq &seq, int c0)
     return min(seq.num_tokens - c0, room);
 }
 
+/* Checkpoint `index` of the batch, or one that is never reached when the sequence has no more. */
+__device__ __forceinline__ la_checkpoint next_checkpoint(const Params &p, int index, int end)
+{
+    if (index < end) return p.checkpoints[index];
+    la_checkpoint none;
+    none.position = INT64_MAX;
+    none.slot = -1;
+    none.seq = -1;
+    return none;
+}
+
 template <bool kDelta, typename State>
 __global__ void __launch_bounds__(kThreads, 1) chunk_prefill_kernel(const __grid_constant__ Params p)
 {
@@ -948,8 +959,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_prefill_kernel(const __grid
     block_max_into(&sm.s_max[0], tile_abs_max(s));
     if (warp == kGateWarp && n > 0) chunk_gates(p, cta, sm.gates[0], gates, len);
 
+    /* The next checkpoint is fetched one chunk ahead, so its load never waits on the chunk's critical path. */
     int next_cp = cta.seq.checkpoint_begin;
     const int cp_end = cta.seq.checkpoint_begin + cta.seq.checkpoint_count;
+    la_checkpoint next = next_checkpoint(p, next_cp, cp_end);
     wait_chunk_loads();
     cluster_barrier(cta.csize); /* every CTA of the cluster runs before anyone stores into it */
 
@@ -1026,9 +1039,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_prefill_kernel(const __grid
         outputs_and_state(p, cta, sm, gt, mt, nh, c0, len, y, s, s_inv, u_scale);
         block_max_into(&sm.s_max[parity ^ 1], tile_abs_max(s));
         const int64_t done = cta.seq.start_position + c0 + len;
-        for (; next_cp < cp_end && p.checkpoints[next_cp].position <= done; ++next_cp)
-            if (p.checkpoints[next_cp].position == done)
-                store_state(state_tile<State>(p, cta, p.checkpoints[next_cp].slot), L.dv, s);
+        for (; next.position <= done; next = next_checkpoint(p, ++next_cp, cp_end))
+            if (next.position == done) store_state(state_tile<State>(p, cta, next.slot), L.dv, s);
         if (warp == kGateWarp && next_len > 0) chunk_gates(p, cta, sm.gates[parity ^ 1], gates, next_len);
         wait_chunk_loads();
         cluster_barrier(cta.csize);
