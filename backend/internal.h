@@ -75,6 +75,7 @@ struct linattn_pool {
     pool_layer *layers;
     int32_t capacity;
     int32_t slots_in_use;
+    int32_t lowest_free; /* every slot below it is taken: allocation scans from here */
     uint8_t *allocated; /* [capacity] slot_owner */
     uint64_t slot_bytes;
     int32_t plan_refs;

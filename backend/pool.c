@@ -185,10 +185,11 @@ linattn_status api_slot_alloc(linattn_pool *pool, int32_t *out_slot)
 int32_t pool_take_slot(linattn_pool *pool, slot_owner owner)
 {
     if (pool->slots_in_use == pool->capacity) return -1;
-    int32_t slot = 0;
+    int32_t slot = pool->lowest_free;
     while (pool->allocated[slot] != SLOT_FREE) slot++;
     pool->allocated[slot] = (uint8_t)owner;
     pool->slots_in_use++;
+    pool->lowest_free = slot + 1;
     return slot;
 }
 
@@ -196,6 +197,7 @@ void pool_return_slot(linattn_pool *pool, int32_t slot)
 {
     pool->allocated[slot] = SLOT_FREE;
     pool->slots_in_use--;
+    if (slot < pool->lowest_free) pool->lowest_free = slot;
 }
 
 linattn_status api_slot_free(linattn_pool *pool, int32_t slot)
