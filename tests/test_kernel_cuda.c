@@ -163,6 +163,22 @@ Test(kernel_cuda, decode_batches_f32_state)
     check_decode("decode B=37, padded rows", &qwen3_next, 37, &rows_padded);
 }
 
+/* Batches with fewer (sequence, v-head) pairs than twice the SMs (any GPU of 48 SMs or more for these) split each
+ * head over several CTAs; multi-token steps with a checkpoint after every token, as speculative decoding writes
+ * them, check that the CTAs of a head stay in step over tokens. */
+Test(kernel_cuda, decode_small_batches_split_heads)
+{
+    check_decode("decode B=3", &qwen3_next, 3, &rows_tight);
+    check_decode("decode B=3, padded rows", &qwen3_next, 3, &rows_padded);
+    layer_spec bf16_layer = qwen3_next;
+    bf16_layer.state_dtype = LA_STATE_BF16;
+    check_decode("decode B=1 bf16", &bf16_layer, 1, &rows_tight);
+
+    const seq_spec drafts[] = {{4, SEQ_CONTINUE, 40, 1, 0}, {15, SEQ_FROM_SLOT, 7, 1, 0}, {1, SEQ_PADDING, 0, 0, 0}};
+    check_case("draft steps of 4 and 15 tokens, checkpoint per token", &qwen3_next, drafts, COUNT(drafts));
+    check_case("draft steps, bf16 state", &bf16_layer, drafts, COUNT(drafts));
+}
+
 Test(kernel_cuda, decode_batches_bf16_state)
 {
     layer_spec layer = qwen3_next;
@@ -273,6 +289,7 @@ static void time_decode(int32_t batch_size)
 }
 
 Test(kernel_cuda, decode_timing_b1) { time_decode(1); }
+Test(kernel_cuda, decode_timing_b3) { time_decode(3); }
 Test(kernel_cuda, decode_timing_b8) { time_decode(8); }
 Test(kernel_cuda, decode_timing_b64) { time_decode(64); }
 Test(kernel_cuda, decode_timing_b256) { time_decode(256); }

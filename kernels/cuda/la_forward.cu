@@ -1,13 +1,17 @@
 /*
  * la_forward.cu — token-sequential CUDA implementation of abi/MATH.md for one layer over a batch.
  *
- * Two launches per forward, both with grids that depend only on num_seqs and the layer's shape, both reading the
+ * Two launches per forward, both with grids that depend only on num_seqs, the layer's shape and the device's SM count,
+ * both reading the
  * batch metadata from device memory (so a decode step can be captured in a CUDA graph and replayed):
  *
  * 1. column_kernel (dk = dv = 128, Qwen3-Next's heads) — one CTA of 128 threads per (sequence, v-head); thread j
  *    keeps column j of the state, all 128 rows, in registers, so both sums over rows are FMA chains inside a thread and
  *    each state row is one coalesced access per warp. On an H200 (graph replays) it ran decode B=8/64/256 in
  *    16.3/103/405 µs where recurrent_kernel took 23.3/123/486 (B=1: 12.0 against 10.5, 32 CTAs on 132 SMs).
+ *    split_column_kernel — the same for small batches (fewer than two (sequence, v-head) pairs per SM): 4 CTAs per
+ *    (sequence, v-head), each owning 32 columns, a warp 32 rows of them, so 4× the CTAs each wait on a quarter of the
+ *    state loads.
  *    recurrent_kernel — every other shape: one CTA of kWarps warps per (sequence, v-head, 64 columns of dv); each
  *    warp owns 8 columns and holds its dk×8 slice of the state in registers over all of the sequence's tokens, so a
  *    decode step reads and writes each state byte once. Lane l = 2r + h holds rows kRows·r .. kRows·r + kRows-1 and
@@ -36,6 +40,7 @@
 #include "la_cuda.h"
 #include "chunk_prefill.h"
 
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cuda_bf16.h>
@@ -224,6 +229,22 @@ __device__ __forceinline__ float row_groups_sum(float x)
     return x;
 }
 
+/* e^g and β of v-head `head` at qkv row `row` (β unused without the delta rule). */
+struct Gate {
+    float decay, beta;
+};
+
+__device__ __forceinline__ Gate token_gate(const ForwardParams &p, int64_t row, int head, float decay_rate,
+                                           float dt_bias, bool delta_rule)
+{
+    const float a = p.io.a ? bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) : 0.0f;
+    const float g = p.io.a ? -decay_rate * softplus(a + dt_bias) : -decay_rate;
+    Gate gate;
+    gate.decay = expf(g);
+    gate.beta = delta_rule ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head])) : 0.0f;
+    return gate;
+}
+
 /* One token's post-conv q, k (rows past dk stay zero) and the CTA's v columns, double-buffered by token parity:
  * with one barrier per token, a warp may write token t+1's while a slower one still reads token t's. */
 template <int kTileRows> struct TokenTile {
@@ -368,14 +389,12 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
             pq[j] = row_groups_sum(pq[j]);
         }
 
-        const float a = p.io.a ? bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) : 0.0f;
-        const float g = p.io.a ? -decay_rate * softplus(a + dt_bias) : -decay_rate;
-        const float decay = expf(g);
-        const float beta = delta_rule ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head])) : 0.0f;
+        const Gate gate = token_gate(p, row, head, decay_rate, dt_bias, delta_rule);
+        const float decay = gate.decay;
         float o[kLaneCols];
 #pragma unroll
         for (int c = 0; c < kLaneCols; ++c) {
-            const float u = delta_rule ? beta * (v[c] - decay * pk[c]) : v[c];
+            const float u = delta_rule ? gate.beta * (v[c] - decay * pk[c]) : v[c];
             o[c] = fmaf(qk, u, decay * pq[c]);
 #pragma unroll
             for (int m = 0; m < kRows; ++m) s[m][c] = fmaf(k_row[m], u, decay * s[m][c]);
@@ -426,18 +445,20 @@ __device__ __forceinline__ void store_state(uint16_t *dst, float value)
     __stcs(reinterpret_cast<unsigned short *>(dst), float_to_bf16_bits(value));
 }
 
-/* One column of a head's state. Row i of a warp's 32 columns is one coalesced access, and all rows are issued
- * before any is used. */
-template <typename State> __device__ __forceinline__ void load_column(const State *column, float (&s)[kColumnDim])
+/* kRows consecutive rows of one column of a head's state. Row i of a warp's 32 columns is one coalesced access, and
+ * all rows are issued before any is used. */
+template <typename State, int kRows>
+__device__ __forceinline__ void load_column(const State *column, float (&s)[kRows])
 {
 #pragma unroll
-    for (int i = 0; i < kColumnDim; ++i) s[i] = load_state(column + i * kColumnDim);
+    for (int i = 0; i < kRows; ++i) s[i] = load_state(column + i * kColumnDim);
 }
 
-template <typename State> __device__ __forceinline__ void store_column(State *column, const float (&s)[kColumnDim])
+template <typename State, int kRows>
+__device__ __forceinline__ void store_column(State *column, const float (&s)[kRows])
 {
 #pragma unroll
-    for (int i = 0; i < kColumnDim; ++i) store_state(column + i * kColumnDim, s[i]);
+    for (int i = 0; i < kRows; ++i) store_state(column + i * kColumnDim, s[i]);
 }
 
 /* Called after the shared-memory reads of rows i .. i+3: every kFenceRows rows, keeps the compiler from hoisting
@@ -454,6 +475,46 @@ struct ColumnTile {
     float q[2][kColumnDim], k[2][kColumnDim];
     float partial[2][kColumnWarps][3];
 };
+
+/* Thread j's q and k channel j of the token into the tile, and its warp's share of q·q, k·k and q·k. */
+__device__ __forceinline__ void put_qk(ColumnTile &tile, int buf, float q_own, float k_own)
+{
+    const int j = threadIdx.x, lane = j % 32, warp = j / 32;
+    tile.q[buf][j] = q_own;
+    tile.k[buf][j] = k_own;
+    const float sq_part = warp_sum(q_own * q_own), sk_part = warp_sum(k_own * k_own), sqk_part = warp_sum(q_own * k_own);
+    if (lane == 0) {
+        tile.partial[buf][warp][0] = sq_part;
+        tile.partial[buf][warp][1] = sk_part;
+        tile.partial[buf][warp][2] = sqk_part;
+    }
+}
+
+/* What multiplies q and k (scale and the l2 norms), and q·k with both applied: from the tile, after the barrier. */
+struct QkFactors {
+    float q, k, qk;
+};
+
+__device__ __forceinline__ QkFactors qk_factors(const la_layer &L, const ColumnTile &tile, int buf)
+{
+    float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kColumnWarps; ++w) {
+        sq += tile.partial[buf][w][0];
+        sk += tile.partial[buf][w][1];
+        sqk += tile.partial[buf][w][2];
+    }
+    QkFactors f;
+    f.q = L.scale;
+    f.k = 1.0f;
+    if (L.qk_l2norm) {
+        f.q *= rsqrtf(sq + 1e-6f);
+        f.k = rsqrtf(sk + 1e-6f);
+    }
+    f.qk = sqk * f.q * f.k;
+    return f;
+}
+
 
 /*
  * Grid: one CTA of kColumnDim threads per (sequence, v-head). Thread j owns column j of the head's state, all dk
@@ -574,6 +635,131 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
     store_column(head_state<State>(p, seq.state_slot, head) + col, s);
 }
 
+/* ---- column-owned kernel split over dv (small batches) ----------------------------------------------------- */
+
+/* CTAs per (sequence, v-head) when the batch is small: each owns kSplitCols columns, one per lane, and warp w of it
+ * rows kSplitRows·w .. kSplitRows·w + kSplitRows - 1 of them. */
+constexpr int kSplitParts = 4;
+constexpr int kSplitCols = kColumnDim / kSplitParts;
+constexpr int kSplitRows = kColumnDim / kColumnWarps;
+static_assert(kSplitCols == 32, "the lanes of a warp own the CTA's columns");
+/* Resident CTAs per SM asked of the register allocator: 5 leave 96 registers a thread, none spilled; 6 (80) and
+ * 8 (64) spilled, the state loads and the three convolutions being in flight together. */
+constexpr int kSplitBlocksPerSm = 5;
+
+/* ColumnTile, plus each warp's pk and pq over its rows for each of the CTA's columns. */
+struct SplitTile {
+    ColumnTile qk;
+    float sums[2][2][kColumnWarps][kSplitCols];
+};
+
+/*
+ * column_kernel for small batches, whose one CTA per (sequence, v-head) would leave most SMs idle: here kSplitParts
+ * CTAs share a head, each with kSplitCols columns, and a thread keeps kSplitRows rows of its column, so 4× the CTAs
+ * each wait on a quarter of the loads. Every CTA convolves all dk q and k channels of its q/k head (one each per
+ * thread, as column_kernel does); the four warps of a column add their partial pk and pq behind a second barrier.
+ */
+template <typename State>
+__global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_kernel(const __grid_constant__ ForwardParams p)
+{
+    __shared__ __align__(16) SplitTile tile;
+
+    const la_layer &L = p.layer;
+    const int head = (blockIdx.x / kSplitParts) % L.hv;
+    const la_seq seq = p.seqs[blockIdx.x / kSplitParts / L.hv];
+    if (seq.state_slot < 0 || seq.num_tokens >= p.long_tokens) return;
+
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int col = (blockIdx.x % kSplitParts) * kSplitCols + lane;
+    const int row0 = warp * kSplitRows;
+    const size_t own = (size_t)row0 * kColumnDim + col; /* first element of the thread's rows within a head */
+
+    float s[kSplitRows];
+    if (seq.init_slot >= 0) {
+        load_column(head_state<State>(p, seq.init_slot, head) + own, s);
+    } else {
+#pragma unroll
+        for (int i = 0; i < kSplitRows; ++i) s[i] = 0.0f;
+    }
+
+    const int qk_head = head / (L.hv / L.hk);
+    ConvInputs conv_in;
+    conv_in.rows = p.io.qkv + seq.token_offset * p.io.qkv_stride;
+    conv_in.init_window = L.conv_width > 1 && seq.init_slot >= 0
+                              ? p.state.conv + (size_t)seq.init_slot * (L.conv_width - 1) * p.channels
+                              : nullptr;
+
+    const float decay_rate = expf(L.A_log[head]);
+    const float dt_bias = L.dt_bias ? L.dt_bias[head] : 0.0f;
+    const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
+
+    int next_checkpoint = seq.checkpoint_begin;
+    const int checkpoints_end = seq.checkpoint_begin + seq.checkpoint_count;
+    int64_t checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
+
+    for (int t = 0; t < seq.num_tokens; ++t) {
+        const int64_t row = seq.token_offset + t;
+        const int buf = t % 2;
+        const float q_own = conv_output(p, conv_in, qk_head * kColumnDim + threadIdx.x, t);
+        const float k_own = conv_output(p, conv_in, (L.hk + qk_head) * kColumnDim + threadIdx.x, t);
+        /* every warp convolves its column's v: the same addresses, so cache hits, and no third barrier */
+        const float v = conv_output(p, conv_in, (2 * L.hk + head) * kColumnDim + col, t);
+        put_qk(tile.qk, buf, q_own, k_own);
+        __syncthreads();
+        const QkFactors f = qk_factors(L, tile.qk, buf);
+
+        float pk[4] = {}, pq[4] = {};
+#pragma unroll
+        for (int i = 0; i < kSplitRows; i += 4) {
+            const float4 k4 = *reinterpret_cast<const float4 *>(&tile.qk.k[buf][row0 + i]);
+            const float4 q4 = *reinterpret_cast<const float4 *>(&tile.qk.q[buf][row0 + i]);
+            pk[0] = fmaf(s[i], k4.x, pk[0]), pq[0] = fmaf(s[i], q4.x, pq[0]);
+            pk[1] = fmaf(s[i + 1], k4.y, pk[1]), pq[1] = fmaf(s[i + 1], q4.y, pq[1]);
+            pk[2] = fmaf(s[i + 2], k4.z, pk[2]), pq[2] = fmaf(s[i + 2], q4.z, pq[2]);
+            pk[3] = fmaf(s[i + 3], k4.w, pk[3]), pq[3] = fmaf(s[i + 3], q4.w, pq[3]);
+            fence_shared_reads(i);
+        }
+        tile.sums[buf][0][warp][lane] = (pk[0] + pk[1]) + (pk[2] + pk[3]);
+        tile.sums[buf][1][warp][lane] = (pq[0] + pq[1]) + (pq[2] + pq[3]);
+        __syncthreads();
+
+        /* the same order in every warp, so all four hold the same u */
+        float pk_sum = 0.0f, pq_sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kColumnWarps; ++w) {
+            pk_sum += tile.sums[buf][0][w][lane];
+            pq_sum += tile.sums[buf][1][w][lane];
+        }
+        pk_sum *= f.k;
+        pq_sum *= f.q;
+
+        const Gate gate = token_gate(p, row, head, decay_rate, dt_bias, delta_rule);
+        const float decay = gate.decay;
+        const float u = delta_rule ? gate.beta * (v - decay * pk_sum) : v;
+        if (warp == 0)
+            p.io.out[row * p.io.out_stride + head * kColumnDim + col] = float_to_bf16_bits(fmaf(f.qk, u, decay * pq_sum));
+
+        const float ku = f.k * u;
+#pragma unroll
+        for (int i = 0; i < kSplitRows; i += 4) {
+            const float4 k4 = *reinterpret_cast<const float4 *>(&tile.qk.k[buf][row0 + i]);
+            s[i] = fmaf(k4.x, ku, decay * s[i]);
+            s[i + 1] = fmaf(k4.y, ku, decay * s[i + 1]);
+            s[i + 2] = fmaf(k4.z, ku, decay * s[i + 2]);
+            s[i + 3] = fmaf(k4.w, ku, decay * s[i + 3]);
+            fence_shared_reads(i);
+        }
+
+        const int64_t tokens_done = seq.start_position + t + 1;
+        while (checkpoint_position == tokens_done) {
+            store_column(head_state<State>(p, p.checkpoints[next_checkpoint].slot, head) + own, s);
+            ++next_checkpoint;
+            checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
+        }
+    }
+    store_column(head_state<State>(p, seq.state_slot, head) + own, s);
+}
+
 /* ---- conv windows ------------------------------------------------------------------------------------------- */
 
 /* kConvVec bf16 of consecutive channels; one 16-byte access when all are inside the row and aligned. */
@@ -677,10 +863,41 @@ template <typename State> cudaError_t launch_recurrent(const ForwardParams &p, u
     return cudaGetLastError();
 }
 
-template <typename State> cudaError_t launch_columns(const ForwardParams &p, unsigned blocks, cudaStream_t stream)
+template <typename State>
+cudaError_t launch_columns(const ForwardParams &p, unsigned blocks, bool split, cudaStream_t stream)
 {
-    column_kernel<State><<<blocks, kColumnDim, 0, stream>>>(p);
+    if (split)
+        split_column_kernel<State><<<blocks, kColumnDim, 0, stream>>>(p);
+    else
+        column_kernel<State><<<blocks, kColumnDim, 0, stream>>>(p);
     return cudaGetLastError();
+}
+
+/* The device's SM count, queried once per device (a launch decision must not cost a driver call each time). */
+constexpr int kCachedDevices = 64;
+cudaError_t sm_count(int *count)
+{
+    static std::atomic<int> cached[kCachedDevices];
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err != cudaSuccess) return err;
+    if (device < kCachedDevices && (*count = cached[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
+    err = cudaDeviceGetAttribute(count, cudaDevAttrMultiProcessorCount, device);
+    if (err == cudaSuccess && device < kCachedDevices) cached[device].store(*count, std::memory_order_relaxed);
+    return err;
+}
+
+/* Whether a column-owned forward splits each head over kSplitParts CTAs: when one CTA per (sequence, v-head) would
+ * leave SMs idle (fewer CTAs than SMs). Measured on an H200 (hv = 32): the split takes B=1 from 11.7 to 9.5 µs and
+ * B=3 from 12.8 to 11.0 µs, but B=8 from 16.1 to 18.3 µs, so it stops below one CTA per SM. num_seqs is the plan's
+ * capacity, fixed for a captured graph, so the choice is too. */
+constexpr int kSplitBelowPerSm = 1;
+cudaError_t split_columns(int32_t num_seqs, int32_t hv, bool *split)
+{
+    int sms = 0;
+    const cudaError_t err = sm_count(&sms);
+    *split = err == cudaSuccess && (long long)num_seqs * hv < (long long)kSplitBelowPerSm * sms;
+    return err;
 }
 
 bool supported_shape(const la_layer &L)
@@ -715,13 +932,18 @@ extern "C" int la_cuda_forward(const la_layer *layer, const la_batch *batch, con
     p.long_tokens = chunked ? kChunkedMinTokens : INT_MAX;
 
     const bool columns = layer->dk == kColumnDim && layer->dv == kColumnDim;
-    const int cols_per_block = columns ? kColumnDim : kBlockCols;
+    bool split = false;
+    if (columns) {
+        const cudaError_t err = split_columns(batch->num_seqs, layer->hv, &split);
+        if (err != cudaSuccess) return err;
+    }
+    const int cols_per_block = !columns ? kBlockCols : split ? kSplitCols : kColumnDim;
     const long long blocks =
         (long long)batch->num_seqs * layer->hv * ((layer->dv + cols_per_block - 1) / cols_per_block);
     if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
     const bool f32 = layer->state_dtype == LA_STATE_F32;
-    cudaError_t err = columns ? (f32 ? launch_columns<float>(p, (unsigned)blocks, stream)
-                                     : launch_columns<uint16_t>(p, (unsigned)blocks, stream))
+    cudaError_t err = columns ? (f32 ? launch_columns<float>(p, (unsigned)blocks, split, stream)
+                                     : launch_columns<uint16_t>(p, (unsigned)blocks, split, stream))
                               : (f32 ? launch_recurrent<float>(p, (unsigned)blocks, stream)
                                      : launch_recurrent<uint16_t>(p, (unsigned)blocks, stream));
     if (err == cudaSuccess && chunked)
