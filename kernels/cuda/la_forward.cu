@@ -1,15 +1,15 @@
 /*
  * la_forward.cu — token-sequential CUDA implementation of abi/MATH.md for one layer over a batch.
  *
- * Two launches per forward, both with grids that depend only on num_seqs, the layer's shape and the device's SM count,
- * both reading the
- * batch metadata from device memory (so a decode step can be captured in a CUDA graph and replayed):
+ * Two launches per forward, both with grids that depend only on num_seqs, the layer's shape and the device's SM
+ * count, both reading the batch metadata from device memory (so a decode step can be captured in a CUDA graph and
+ * replayed):
  *
  * 1. column_kernel (dk = dv = 128, Qwen3-Next's heads) — one CTA of 128 threads per (sequence, v-head); thread j
  *    keeps column j of the state, all 128 rows, in registers, so both sums over rows are FMA chains inside a thread and
  *    each state row is one coalesced access per warp. On an H200 (graph replays) it ran decode B=8/64/256 in
  *    16.3/103/405 µs where recurrent_kernel took 23.3/123/486 (B=1: 12.0 against 10.5, 32 CTAs on 132 SMs).
- *    split_column_kernel — the same for small batches (fewer than two (sequence, v-head) pairs per SM): 4 CTAs per
+ *    split_column_kernel — the same for small batches (fewer (sequence, v-head) pairs than SMs): 4 CTAs per
  *    (sequence, v-head), each owning 32 columns, a warp 32 rows of them, so 4× the CTAs each wait on a quarter of the
  *    state loads.
  *    recurrent_kernel — every other shape: one CTA of kWarps warps per (sequence, v-head, 64 columns of dv); each
