@@ -393,13 +393,6 @@ static lac_request *new_request(la_cache_manager *m, const la_cache_request_desc
     return r;
 }
 
-/* A checkpoint only its own chain's next turn wants (a prompt end, a turn end), as opposed to a branch point or an
- * interval one that other requests share. */
-static int is_private(uint32_t places)
-{
-    return places && !(places & ~(uint32_t)(LA_CACHE_AT_PROMPT_END | LA_CACHE_AT_TURN_END));
-}
-
 /* Take references on the hit: its chain of entries, its checkpoint, its full KV blocks, and the block a partial
  * last block is copied from. Also note where the prompt leaves the cached chain, for the policy. */
 static void take_hit(la_cache_manager *m, lac_request *r, const walk_result *w)
@@ -413,7 +406,7 @@ static void take_hit(la_cache_manager *m, lac_request *r, const walk_result *w)
         lac_checkpoint_pin(m, r->restore_cp);
         /* Restoring a private checkpoint continues that chain (the next turn of a conversation): this request's
          * own checkpoints supersede it. */
-        if (is_private(m->checkpoints[r->restore_cp].places)) r->frontier = lac_checkpoint_ref_to(m, r->restore_cp);
+        if (lac_places_private(m->checkpoints[r->restore_cp].places)) r->frontier = lac_checkpoint_ref_to(m, r->restore_cp);
     }
     if (m->has_kv) {
         int64_t full_blocks = r->hit / m->block_size;
@@ -605,7 +598,7 @@ la_cache_status la_cache_request_schedule(la_cache_manager *manager, uint64_t re
     int64_t reuse_at = -1;
     if (lac_checkpoint_ref_valid(m, r->frontier) && m->checkpoints[r->frontier.cp].pins == 0)
         for (int64_t i = 0; i < wanted; i++)
-            if (is_private(m->plan[i].places)) reuse_at = i;
+            if (lac_places_private(m->plan[i].places)) reuse_at = i;
     const int64_t fresh_wanted = wanted - (reuse_at >= 0);
 
     /* Slots within budget come from the slot allocator, the only step that can still fail: do it first. Fresh
@@ -627,21 +620,19 @@ la_cache_status la_cache_request_schedule(la_cache_manager *manager, uint64_t re
     if (reuse_at >= 0) lac_checkpoint_take_back(m, r->frontier.cp);
     for (int64_t b = r->num_blocks; b < blocks_needed; b++) r->blocks[b] = lac_block_take(m);
     r->num_blocks = blocks_needed > r->num_blocks ? blocks_needed : r->num_blocks;
-    /* Beyond the budget, slots come from evicting the least recently used checkpoints, except for a turn end
-     * that could not go over its frontier (it was evicted): that one only takes a superseded slot, or every
-     * decoding request that lost its slot would evict another's every match unit. */
-    const int64_t turn_end_without_frontier =
-        reuse_at < 0 && wanted > 0 && m->plan[wanted - 1].places == LA_CACHE_AT_TURN_END ? wanted - 1 : -1;
+    /* Beyond the budget, slots come from evicting checkpoints in eviction order (demoted, private, shared; least
+     * recently used first within each), except that a private checkpoint not written over its chain's frontier
+     * only takes a demoted slot or a private one presumed dead: a new chain never pushes out the chains that are
+     * coming back, nor the shared prefixes, and decoding requests that lost their slot do not evict each other's
+     * every match unit. */
     for (; fresh < fresh_wanted; fresh++) {
-        int demoted_only = fresh == turn_end_without_frontier;
-        int32_t cp = lac_checkpoint_acquire_evicted(m, demoted_only);
-        if (cp == LAC_NONE) break;
-        fresh_cps[fresh] = cp;
+        const int64_t item = reuse_at >= 0 && fresh >= reuse_at ? fresh + 1 : fresh;
+        fresh_cps[fresh] = lac_checkpoint_acquire_evicted(m, lac_places_private(m->plan[item].places));
     }
-    /* Hand the checkpoints out in plan order; without room, the last positions go without. */
+    /* Hand the checkpoints out in plan order; a position without room goes without. */
     int64_t acquired = 0, used_fresh = 0;
     for (int64_t i = 0; i < wanted; i++) {
-        int32_t cp = i == reuse_at ? r->frontier.cp : used_fresh < fresh ? fresh_cps[used_fresh++] : LAC_NONE;
+        int32_t cp = i == reuse_at ? r->frontier.cp : fresh_cps[used_fresh++];
         if (cp == LAC_NONE) continue;
         lac_checkpoint *c = &m->checkpoints[cp];
         c->position = m->plan[i].position;
@@ -708,7 +699,7 @@ static void publish_pending(la_cache_manager *m, lac_request *r)
         m->stats.checkpoints_written++;
         /* A deeper private checkpoint of the chain supersedes the frontier (when it was not written over it): that
          * one now only serves requests that leave the chain before here. */
-        if (is_private(m->checkpoints[cp].places)) {
+        if (lac_places_private(m->checkpoints[cp].places)) {
             if (r->frontier.cp != cp) demote_if_valid(m, r->frontier);
             r->frontier = lac_checkpoint_ref_to(m, cp);
         }

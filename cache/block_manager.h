@@ -17,8 +17,11 @@
  * - Life of a request: add (lookup + reuse) -> [schedule a step -> the host runs it -> commit]* -> free. Only a
  *   committed step's KV units and checkpoints become visible to lookups, so an aborted or evicted request leaves no
  *   half-written entry behind.
- * - Eviction: least recently used first, and only what no live request references: index entries (with their KV
- *   block references) leaf first when KV blocks run out, checkpoints when the checkpoint budget runs out.
+ * - Eviction: only what no live request references. Index entries (with their KV block references) leaf first,
+ *   least recently used first, when KV blocks run out. Checkpoints when the checkpoint budget runs out: superseded
+ *   private ones, then private (prompt / turn ends), then shared (branch / interval) ones, least recently used first
+ *   within each; a new private checkpoint never evicts a shared one or a live chain's, only a superseded one or one
+ *   idle for more than twice the usual reuse distance (cache/README.md).
  *
  * Two ways to use it
  * (a) Whole manager (num_attn_groups >= 1): block tables for the attention layers, and per step the state init

@@ -9,7 +9,7 @@
  *   and no pins is "cached only": evicting entries would free it. So free + cached-only blocks is exactly what an
  *   allocation can get, checked before anything is evicted.
  * - checkpoint pins: admitted requests whose first step restores from it. Unpinned visible checkpoints are in an
- *   LRU heap; pending ones (written by a step not yet committed) belong to their request only.
+ *   eviction heap; pending ones (written by a step not yet committed) belong to their request only.
  */
 #ifndef LINATTN_CACHE_INTERNAL_H
 #define LINATTN_CACHE_INTERNAL_H
@@ -38,8 +38,18 @@ typedef struct lac_entry {
 
 enum { LAC_CP_FREE = 0, LAC_CP_PENDING = 1, LAC_CP_VISIBLE = 2 };
 
-/* Checkpoint LRU keys: the manager clock, plus this for those not demoted, so demoted ones always go first. */
-#define LAC_NORMAL_KEY_BASE (UINT64_C(1) << 62)
+/* Eviction classes of visible unpinned checkpoints, first to go first: superseded private ones, private ones (a
+ * chain's prompt or turn end), shared ones (branch, interval, aligned step end). The heap key is the class times
+ * LAC_CLASS_SPAN plus the manager clock at the last use, so within a class the least recently used goes first. */
+enum { LAC_EVICT_DEMOTED = 0, LAC_EVICT_PRIVATE = 1, LAC_EVICT_SHARED = 2 };
+#define LAC_CLASS_SPAN (UINT64_C(1) << 61)
+
+/* A checkpoint only its own chain's next turn wants (a prompt end, a turn end), as opposed to a branch point or an
+ * interval one that other requests share. */
+static inline int lac_places_private(uint32_t places)
+{
+    return places && !(places & ~(uint32_t)(LA_CACHE_AT_PROMPT_END | LA_CACHE_AT_TURN_END));
+}
 
 typedef struct lac_checkpoint {
     int64_t position;
@@ -49,6 +59,7 @@ typedef struct lac_checkpoint {
     int32_t state;       /* LAC_CP_* */
     uint32_t places;     /* the LA_CACHE_AT_* reasons it was written for */
     int32_t demoted;     /* superseded: first to evict, also after being pinned for a while */
+    uint64_t last_use;   /* manager clock when published or when its last restorer's first step committed */
     uint32_t generation; /* bumped on reuse, so a stale reference is recognised */
     int32_t next_free;
 } lac_checkpoint;
@@ -130,7 +141,10 @@ struct la_cache_manager {
     lac_checkpoint *checkpoints;
     int32_t free_checkpoint;
     int32_t checkpoints_in_use;
-    lac_heap checkpoint_lru; /* visible, unpinned */
+    lac_heap checkpoint_lru; /* visible, unpinned; keyed by eviction class, then last use */
+    uint64_t private_reuse_clock; /* running mean of the clock ticks between a private checkpoint's last use and
+                                     its restore: beyond twice that, an idle private checkpoint is presumed dead */
+    uint64_t private_reuses;      /* restores of private checkpoints seen (none: no mean yet) */
     int32_t *own_slots;      /* the manager's slot numbers when the config gave no slot allocator */
     int32_t num_own_slots;
 
@@ -180,14 +194,19 @@ int lac_evict_one_entry(la_cache_manager *m);
 /* A pending checkpoint with a fresh slot from the slot allocator; the caller checked the budget has room.
  * LAC_NONE when the allocator refused. */
 int32_t lac_checkpoint_acquire_new(la_cache_manager *m);
-/* A pending checkpoint with the slot of the least recently used unpinned visible one, evicted (only a demoted one
- * when demoted_only); LAC_NONE when there is none. */
-int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m, int demoted_only);
+/* A pending checkpoint with the slot of the first unpinned visible one in eviction order, evicted; LAC_NONE when
+ * there is none. For a private checkpoint that is not moving its chain's own slot (for_private), only a demoted one
+ * or a private one idle for more than twice the usual reuse distance may go: a new chain never pushes out the
+ * chains that are coming back, nor the shared ones. */
+int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m, int for_private);
 /* Give a checkpoint's slot back and free its entry (pending, or visible and unpinned). */
 void lac_checkpoint_release(la_cache_manager *m, int32_t cp);
 void lac_checkpoint_publish(la_cache_manager *m, int32_t cp, int32_t entry);
+/* Pin for a request that restores from it; a private one's idle time feeds the reuse distance. */
 void lac_checkpoint_pin(la_cache_manager *m, int32_t cp);
 void lac_checkpoint_unpin(la_cache_manager *m, int32_t cp);
+/* Its key in the eviction heap: class, then last use. */
+uint64_t lac_checkpoint_evict_key(const lac_checkpoint *c);
 /* Make a visible checkpoint the next to evict (one superseded by a deeper checkpoint of the same request). */
 void lac_checkpoint_demote(la_cache_manager *m, int32_t cp);
 /* Take a visible unpinned checkpoint back to pending, to write a newer state into its slot. */

@@ -22,15 +22,17 @@ extern "C" {
  * Prompt-end and turn-end checkpoints are private to a chain: only a later request extending it (the next turn)
  * wants them. The manager keeps one slot per chain for them, moving forward: a request's next private checkpoint is
  * written over its previous one (or over the private one it restored from), and one it could not write over is
- * demoted, first to evict. Branch and interval checkpoints are shared and kept in plain LRU order.
+ * demoted, first to evict. A private checkpoint that does not move its chain's slot only takes a free, demoted or
+ * presumed-dead private slot, never a live chain's or a shared one. Branch and interval checkpoints are shared, may
+ * evict anything, and are evicted last. (Eviction order: cache/README.md.)
  */
 enum {
     /* The last match-unit boundary inside the prompt: a later request extending this prompt (the next turn of a
      * chat, a longer prompt with the same start) restarts there. */
     LA_CACHE_AT_PROMPT_END = 1u << 0,
     /* The last match-unit boundary reached while generating: the end of the turn, for the next turn. Rewritten
-     * every match unit while the request generates; one that lost its slot only takes a demoted one, so decoding
-     * requests never evict each other's live checkpoints. */
+     * every match unit while the request generates; one that lost its slot only takes a demoted or presumed-dead
+     * one, so decoding requests never evict each other's live checkpoints. */
     LA_CACHE_AT_TURN_END = 1u << 1,
     /* Where the prompt forks from the cached chain: the chain goes on past that point with other tokens (an earlier
      * request shares the prefix and diverges there), and no checkpoint is cached there yet. */

@@ -1,8 +1,8 @@
 /*
  * Checkpoint entries: a slot, a position, and a life of pending (written by a step not yet committed) -> visible
  * (at the end of an index entry) -> free, or back to pending when a request's next turn-end state is written over
- * its previous one. Visible unpinned ones are kept in LRU order; a superseded one is demoted below every other so
- * it goes first.
+ * its previous one. Visible unpinned ones are kept in eviction order: by class (superseded, private, shared), then
+ * least recently used.
  */
 #include "cache_internal.h"
 
@@ -18,6 +18,7 @@ static int32_t take_entry(la_cache_manager *m, int32_t slot)
     c->pins = 0;
     c->places = 0;
     c->demoted = 0;
+    c->last_use = 0;
     c->position = 0;
     c->generation++;
     return cp;
@@ -39,7 +40,7 @@ int32_t lac_checkpoint_acquire_new(la_cache_manager *m)
     return take_entry(m, slot);
 }
 
-/* Detach a visible checkpoint from its index entry and take it out of the LRU order. */
+/* Detach a visible checkpoint from its index entry and take it out of the eviction order. */
 static void unpublish(la_cache_manager *m, int32_t cp)
 {
     lac_checkpoint *c = &m->checkpoints[cp];
@@ -48,10 +49,23 @@ static void unpublish(la_cache_manager *m, int32_t cp)
     c->entry = LAC_NONE;
 }
 
-int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m, int demoted_only)
+/* A private checkpoint left alone for more than twice as long as private ones wait, on average, to be restored.
+ * Until one has been restored, none is presumed dead. */
+static int presumed_dead(const la_cache_manager *m, uint64_t key)
+{
+    uint64_t idle = m->clock - (key - LAC_EVICT_PRIVATE * LAC_CLASS_SPAN);
+    return m->private_reuses > 0 && idle > 2 * m->private_reuse_clock;
+}
+
+int32_t lac_checkpoint_acquire_evicted(la_cache_manager *m, int for_private)
 {
     int32_t victim = lac_heap_top(&m->checkpoint_lru);
-    if (victim < 0 || (demoted_only && lac_heap_top_key(&m->checkpoint_lru) >= LAC_NORMAL_KEY_BASE)) return LAC_NONE;
+    if (victim < 0) return LAC_NONE;
+    if (for_private) {
+        uint64_t key = lac_heap_top_key(&m->checkpoint_lru);
+        if (key >= LAC_EVICT_SHARED * LAC_CLASS_SPAN) return LAC_NONE;
+        if (key >= LAC_EVICT_PRIVATE * LAC_CLASS_SPAN && !presumed_dead(m, key)) return LAC_NONE;
+    }
     unpublish(m, victim);
     int32_t slot = m->checkpoints[victim].slot;
     put_entry(m, victim);
@@ -66,10 +80,11 @@ void lac_checkpoint_release(la_cache_manager *m, int32_t cp)
     put_entry(m, cp);
 }
 
-/* LRU key now: demoted checkpoints sort below every other one. */
-static uint64_t lru_key(const la_cache_manager *m, int32_t cp)
+uint64_t lac_checkpoint_evict_key(const lac_checkpoint *c)
 {
-    return m->checkpoints[cp].demoted ? m->clock : LAC_NORMAL_KEY_BASE + m->clock;
+    uint64_t evict_class = c->demoted ? LAC_EVICT_DEMOTED : lac_places_private(c->places) ? LAC_EVICT_PRIVATE
+                                                                                            : LAC_EVICT_SHARED;
+    return evict_class * LAC_CLASS_SPAN + c->last_use;
 }
 
 void lac_checkpoint_publish(la_cache_manager *m, int32_t cp, int32_t entry)
@@ -78,24 +93,34 @@ void lac_checkpoint_publish(la_cache_manager *m, int32_t cp, int32_t entry)
     c->state = LAC_CP_VISIBLE;
     c->entry = entry;
     c->demoted = 0;
+    c->last_use = m->clock;
     m->entries[entry].checkpoint = cp;
-    lac_heap_push(&m->checkpoint_lru, cp, lru_key(m, cp));
+    lac_heap_push(&m->checkpoint_lru, cp, lac_checkpoint_evict_key(c));
 }
 
 void lac_checkpoint_pin(la_cache_manager *m, int32_t cp)
 {
-    if (m->checkpoints[cp].pins++ == 0) lac_heap_remove(&m->checkpoint_lru, cp);
+    lac_checkpoint *c = &m->checkpoints[cp];
+    if (lac_places_private(c->places) && !c->demoted) {
+        /* A running mean of the reuse distances: each new one moves it by an eighth of the difference. */
+        int64_t distance = (int64_t)(m->clock - c->last_use), mean = (int64_t)m->private_reuse_clock;
+        m->private_reuse_clock = m->private_reuses++ ? (uint64_t)(mean + (distance - mean) / 8) : (uint64_t)distance;
+    }
+    if (c->pins++ == 0) lac_heap_remove(&m->checkpoint_lru, cp);
 }
 
 void lac_checkpoint_unpin(la_cache_manager *m, int32_t cp)
 {
-    if (--m->checkpoints[cp].pins == 0) lac_heap_push(&m->checkpoint_lru, cp, lru_key(m, cp));
+    lac_checkpoint *c = &m->checkpoints[cp];
+    c->last_use = m->clock;
+    if (--c->pins == 0) lac_heap_push(&m->checkpoint_lru, cp, lac_checkpoint_evict_key(c));
 }
 
 void lac_checkpoint_demote(la_cache_manager *m, int32_t cp)
 {
-    m->checkpoints[cp].demoted = 1;
-    if (lac_heap_contains(&m->checkpoint_lru, cp)) lac_heap_set_key(&m->checkpoint_lru, cp, lru_key(m, cp));
+    lac_checkpoint *c = &m->checkpoints[cp];
+    c->demoted = 1;
+    if (lac_heap_contains(&m->checkpoint_lru, cp)) lac_heap_set_key(&m->checkpoint_lru, cp, lac_checkpoint_evict_key(c));
 }
 
 void lac_checkpoint_take_back(la_cache_manager *m, int32_t cp)

@@ -175,8 +175,8 @@ static la_cache_status check_checkpoints(la_cache_manager *m, tally *t)
         if (c->pins != t->cp_pins[cp] || c->pins < 0) BROKEN("checkpoint %d: pins %d, counted %d", cp, c->pins, t->cp_pins[cp]);
         int evictable = c->state == LAC_CP_VISIBLE && c->pins == 0;
         if (evictable != lac_heap_contains(&m->checkpoint_lru, cp)) BROKEN("checkpoint %d: LRU membership wrong", cp);
-        if (evictable && (m->checkpoint_lru.keys[m->checkpoint_lru.where[cp]] < LAC_NORMAL_KEY_BASE) != (c->demoted != 0))
-            BROKEN("checkpoint %d: LRU class does not match its demotion", cp);
+        if (evictable && m->checkpoint_lru.keys[m->checkpoint_lru.where[cp]] != lac_checkpoint_evict_key(c))
+            BROKEN("checkpoint %d: eviction key does not match its class and last use", cp);
     }
     if (in_use != m->checkpoints_in_use) BROKEN("%d checkpoints in use, counted %d", m->checkpoints_in_use, in_use);
     if (in_use > m->max_checkpoints) BROKEN("checkpoints over budget");

@@ -349,18 +349,23 @@ Test(cache_manager, a_turn_end_that_lost_its_slot_does_not_evict_live_checkpoint
 {
     la_cache_config c = base_config(16, 512, 2);
     la_cache_manager *m = make(&c);
-    int32_t *a = tokens_from(1, 100), *b = tokens_from(100000, 100), *cq = tokens_from(200000, 100);
-    int32_t *gen = tokens_from(300000, 64);
+    int32_t *a = tokens_from(1, 100), *x = tokens_from(100000, 200), *gen = tokens_from(300000, 64);
+    int32_t *other = tokens_from(200000, 72);
+    int32_t *y = concat(x, 128, other, 72); /* forks from x at 128 */
     add(m, 1, a, 100);
     prefill(m, 1); /* a's prompt end: its frontier */
-    add(m, 2, b, 100);
-    prefill(m, 2);
-    add(m, 3, cq, 100);
-    prefill(m, 3); /* the budget is full: evicts the least recently used, a's frontier */
+    add(m, 2, x, 200);
+    prefill(m, 2); /* x's prompt end at 192: the budget is full */
+    add(m, 3, y, 200);
+    la_cache_step step = prefill(m, 3);
+    /* The branch point at 128 is shared: it evicts the least recently used private checkpoint, a's frontier. y's
+     * own prompt end starts a new chain: it may not push out x's. */
+    cr_assert_eq(step.num_checkpoints, 1);
+    cr_assert_eq(step.checkpoints[0].position, 128);
     cr_assert_eq(stats_of(m).checkpoints_evicted, 1);
+    const uint64_t skipped_before = stats_of(m).checkpoints_skipped;
 
-    /* a decodes past 128: its turn end has no slot to go over, and may not take b's or c's. */
-    la_cache_step step;
+    /* a decodes past 128: its turn end has no slot to go over, and may not take x's or the branch point's. */
     for (int64_t i = 0; i < 28; i++) { /* the last step computes token 127, ending on 128 */
         cr_assert_eq(la_cache_request_append(m, 1, gen + i, 1), LA_CACHE_OK);
         step = schedule(m, 1, 1);
@@ -370,12 +375,73 @@ Test(cache_manager, a_turn_end_that_lost_its_slot_does_not_evict_live_checkpoint
     cr_expect_eq(step.num_checkpoints, 0);
     la_cache_stats s = stats_of(m);
     cr_expect_eq(s.checkpoints_evicted, 1);
-    cr_expect_eq(s.checkpoints_skipped, 1);
+    cr_expect_eq(s.checkpoints_skipped, skipped_before + 1);
     la_cache_hit hit;
-    la_cache_request_desc d = desc_of(9, b, 100);
+    la_cache_request_desc d = desc_of(9, x, 200);
     cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
-    cr_expect_eq(hit.hit_tokens, 64, "b's checkpoint is still there");
-    free(a), free(b), free(cq), free(gen);
+    cr_expect_eq(hit.hit_tokens, 192, "x's checkpoint is still there");
+    d = desc_of(9, y, 200);
+    cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
+    cr_expect_eq(hit.hit_tokens, 128, "the branch point is still there");
+    free(a), free(x), free(gen), free(other), free(y);
+    la_cache_destroy(m);
+}
+
+/* Let the manager's clock run: a request of one token decodes `steps` tokens, never reaching a unit boundary. */
+static void let_time_pass(la_cache_manager *m, uint64_t id, int32_t seed, int64_t steps)
+{
+    int32_t *t = tokens_from(seed, steps + 1);
+    add(m, id, t, 1);
+    for (int64_t i = 0; i < steps; i++) {
+        la_cache_step step = schedule(m, id, 1);
+        cr_assert_eq(step.num_checkpoints, 0);
+        commit(m, id);
+        cr_assert_eq(la_cache_request_append(m, id, t + 1 + i, 1), LA_CACHE_OK);
+    }
+    cr_assert_eq(la_cache_request_free(m, id), LA_CACHE_OK);
+    free(t);
+}
+
+Test(cache_manager, a_new_chain_takes_only_a_private_checkpoint_idle_for_twice_the_reuse_distance)
+{
+    la_cache_config c = base_config(16, 512, 2);
+    la_cache_manager *m = make(&c);
+    int32_t *p = tokens_from(1, 100), *more = tokens_from(50000, 60), *q = tokens_from(100000, 100);
+    int32_t *s = tokens_from(200000, 100), *u = tokens_from(300000, 100);
+    int32_t *turn2 = concat(p, 100, more, 60);
+    add(m, 1, p, 100);
+    prefill(m, 1);
+    cr_assert_eq(la_cache_request_free(m, 1), LA_CACHE_OK);
+    let_time_pass(m, 100, 900000, 40);
+    /* The next turn comes back after those 40 steps: that is how long private checkpoints wait. */
+    cr_assert_eq(add(m, 2, turn2, 160).hit_tokens, 64);
+    prefill(m, 2); /* its prompt end at 128 supersedes the one at 64 */
+    cr_assert_eq(la_cache_request_free(m, 2), LA_CACHE_OK);
+    add(m, 3, q, 100);
+    la_cache_step step = prefill(m, 3); /* takes the superseded slot */
+    cr_assert_eq(step.num_checkpoints, 1);
+    cr_assert_eq(stats_of(m).checkpoints_evicted, 1);
+
+    /* Full of live chains: a new one goes without. */
+    add(m, 4, s, 100);
+    step = prefill(m, 4);
+    cr_expect_eq(step.num_checkpoints, 0);
+    cr_expect_eq(stats_of(m).checkpoints_evicted, 1);
+
+    /* Left alone for more than twice as long, they are presumed dead: the least recently used one goes. */
+    let_time_pass(m, 101, 910000, 100);
+    add(m, 5, u, 100);
+    step = prefill(m, 5);
+    cr_expect_eq(step.num_checkpoints, 1);
+    cr_expect_eq(stats_of(m).checkpoints_evicted, 2);
+    la_cache_hit hit;
+    la_cache_request_desc d = desc_of(9, turn2, 160);
+    cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
+    cr_expect_eq(hit.hit_tokens, 0, "the second turn's checkpoint was the least recently used");
+    d = desc_of(9, q, 100);
+    cr_assert_eq(la_cache_find_longest_hit(m, &d, &hit), LA_CACHE_OK);
+    cr_expect_eq(hit.hit_tokens, 64);
+    free(p), free(more), free(q), free(s), free(u), free(turn2);
     la_cache_destroy(m);
 }
 
