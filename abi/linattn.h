@@ -305,9 +305,11 @@ typedef struct linattn_stats {
  * reuse: a checkpoint slot the cache evicts and hands out again is only written by a later step, ordered after
  * every earlier reader on that stream.
  *
- * Eviction is least recently used among what no live request references: cached KV units leaf first when blocks
- * run out, checkpoints when max_checkpoints is reached. A checkpoint the policy wants while the budget is full of
- * referenced ones is skipped (counted in stats), not an error.
+ * Eviction takes only what no live request references: cached KV units leaf first, least recently used, when
+ * blocks run out; checkpoints when max_checkpoints is reached, superseded ones first, then a conversation's own
+ * (prompt and turn ends), then shared ones (branch points, intervals), least recently used within each. A new
+ * conversation's checkpoint never pushes out another conversation's live one or a shared one; a checkpoint the
+ * policy wants without room is skipped (counted in stats), not an error.
  *
  * Threads: as everything made from a context (one thread at a time per context). Errors: on any error nothing
  * changes (cache contents, references, statistics, pool slots) and out-parameters are untouched.
