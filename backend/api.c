@@ -132,13 +132,17 @@ FROZEN_SLOT(cache_get_stats, 32);
 _Static_assert(sizeof(linattn_api) == offsetof(linattn_api, cache_get_stats) + sizeof(void *),
                "linattn_api has entries after cache_get_stats: add them to the table and freeze them here");
 
+#define STRINGIFY(x) #x
+#define VERSION_TEXT(major, minor, patch) STRINGIFY(major) "." STRINGIFY(minor) "." STRINGIFY(patch)
+#if LINATTN_WITH_CUDA
+#define BACKENDS "cpu, cuda"
+#else
+#define BACKENDS "cpu"
+#endif
+
 const char *api_version_string(void)
 {
-#if LINATTN_WITH_CUDA
-    return "linattn 0.1.0 (cpu, cuda)";
-#else
-    return "linattn 0.1.0 (cpu)";
-#endif
+    return "linattn " VERSION_TEXT(LINATTN_VERSION_MAJOR, LINATTN_VERSION_MINOR, LINATTN_VERSION_PATCH) " (" BACKENDS ")";
 }
 
 const char *api_last_error_message(void) { return last_error(); }

@@ -88,9 +88,9 @@ linattn_status api_query_capabilities(const linattn_context *ctx, linattn_capabi
         .checkpoint_alignment = CHECKPOINT_ALIGNMENT,
         .abi_major = LINATTN_ABI_VERSION_MAJOR,
         .abi_minor = LINATTN_ABI_VERSION_MINOR,
-        .version_major = LIBRARY_VERSION_MAJOR,
-        .version_minor = LIBRARY_VERSION_MINOR,
-        .version_patch = LIBRARY_VERSION_PATCH,
+        .version_major = LINATTN_VERSION_MAJOR,
+        .version_minor = LINATTN_VERSION_MINOR,
+        .version_patch = LINATTN_VERSION_PATCH,
     };
     memcpy(full.device_name, ctx->device_name, sizeof full.device_name);
     copy_result(caps, &full, sizeof full);

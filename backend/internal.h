@@ -198,8 +198,5 @@ int32_t pool_take_slot(linattn_pool *pool, slot_owner owner);
 void pool_return_slot(linattn_pool *pool, int32_t slot);
 
 #define CHECKPOINT_ALIGNMENT 64
-#define LIBRARY_VERSION_MAJOR 0
-#define LIBRARY_VERSION_MINOR 1
-#define LIBRARY_VERSION_PATCH 0
 
 #endif
