@@ -508,7 +508,11 @@ typedef struct linattn_api {
     linattn_status (*slot_write)(linattn_pool *pool, const linattn_layer *layer, int32_t slot,
                                  const void *host_src, uint64_t src_bytes, linattn_stream_t stream);
 
-    /* Create a plan: the per-step batch metadata shared by every linear layer of one model step, for one pool. */
+    /* Create a plan: the per-step batch metadata shared by every linear layer of one model step, for one pool.
+     * On the CUDA backend a plan whose max_tokens is 16 or more also holds the chunked prefill's device workspace,
+     * about 29 KiB per max_tokens token for Qwen3-Next's layer shape (the chunk-parallel pass leaves its results
+     * there for the sequential one; the largest layer of the pool sets it); forwards of one plan share it, so
+     * enqueue them on one stream (or order the streams). */
     linattn_status (*plan_create)(linattn_pool *pool, const linattn_plan_desc *desc, linattn_plan **out_plan);
 
     linattn_status (*plan_destroy)(linattn_plan *plan);

@@ -140,6 +140,7 @@ const device_ops cuda_device_ops = {
     .zero = cuda_zero,
     .synchronize = cuda_synchronize,
     .forward = cuda_forward,
+    .workspace_bytes = la_cuda_forward_workspace_bytes,
     .device_batch = true,
 };
 #else

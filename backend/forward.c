@@ -60,6 +60,8 @@ linattn_status api_forward(linattn_layer *layer, const linattn_plan *plan, const
         .seqs = plan->device_seqs,
         .checkpoints = plan->device_checkpoints,
         .max_seq_tokens = plan->max_seq_tokens,
+        .workspace = plan->workspace,
+        .workspace_bytes = plan->workspace_bytes,
     };
     status = ctx->ops->forward(ctx, &layer->params, &batch, &io, &pl->view, stream);
     if (status) return status;

@@ -30,6 +30,8 @@ typedef struct device_ops {
     linattn_status (*synchronize)(const linattn_context *ctx);
     linattn_status (*forward)(const linattn_context *ctx, const la_layer *layer, const la_batch *batch,
                               const la_io *io, const la_state_view *state, linattn_stream_t s);
+    /* bytes of scratch a plan with these capacities needs for this layer's forwards (NULL: none) */
+    uint64_t (*workspace_bytes)(const la_layer *layer, int64_t max_tokens, int32_t max_seqs);
     /* true when plan metadata must live in device memory (la_batch arrays are read by the device) */
     bool device_batch;
 } device_ops;
@@ -110,6 +112,8 @@ struct linattn_plan {
     la_checkpoint *checkpoints;   /* host, [max(max_checkpoints, 1)] */
     la_seq *device_seqs;          /* device copies when ops->device_batch, else the host arrays */
     la_checkpoint *device_checkpoints;
+    void *workspace;              /* device scratch of the forwards (la_batch.workspace), NULL if none needs any */
+    uint64_t workspace_bytes;
     uint8_t *slot_marks;          /* [pool capacity] validation scratch, all zero between calls */
 };
 

@@ -4,12 +4,30 @@
  * move; on a device backend they are mirrored in device memory, padded to max_seqs with skipped sequences, so a
  * forward captured in a CUDA graph keeps reading the current batch.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 enum { MARK_WRITTEN = 1, MARK_READ = 2 };
+
+/* The forwards' scratch: the most any layer of the pool needs at the plan's capacities. */
+static linattn_status alloc_workspace(const linattn_pool *pool, const linattn_plan_desc *desc, linattn_plan *plan)
+{
+    linattn_context *ctx = pool->ctx;
+    if (!ctx->ops->workspace_bytes) return LINATTN_OK;
+    uint64_t bytes = 0;
+    for (int32_t i = 0; i < pool->num_layers; i++) {
+        const uint64_t need = ctx->ops->workspace_bytes(&pool->layers[i].layer->params, desc->max_tokens, desc->max_seqs);
+        if (need > bytes) bytes = need;
+    }
+    if (bytes == 0) return LINATTN_OK;
+    if (bytes > SIZE_MAX) return fail(LINATTN_ERR_OUT_OF_MEMORY, "a plan's workspace of %llu bytes", (unsigned long long)bytes);
+    linattn_status status = ctx->ops->alloc(ctx, (size_t)bytes, &plan->workspace);
+    if (!status) plan->workspace_bytes = bytes;
+    return status;
+}
 
 linattn_status api_plan_create(linattn_pool *pool, const linattn_plan_desc *desc, linattn_plan **out)
 {
@@ -38,6 +56,7 @@ linattn_status api_plan_create(linattn_pool *pool, const linattn_plan_desc *desc
         plan->device_seqs = plan->seqs;
         plan->device_checkpoints = plan->checkpoints;
     }
+    if (!status) status = alloc_workspace(pool, desc, plan);
     if (!status) status = handle_register(plan, HANDLE_PLAN);
     if (status) {
         if (plan) {
@@ -73,6 +92,7 @@ void plan_release(linattn_plan *plan)
         if (plan->device_seqs) ctx->ops->release(ctx, plan->device_seqs);
         if (plan->device_checkpoints) ctx->ops->release(ctx, plan->device_checkpoints);
     }
+    if (plan->workspace) ctx->ops->release(ctx, plan->workspace);
     free(plan->seqs);
     free(plan->checkpoints);
     free(plan->slot_marks);

@@ -1,7 +1,7 @@
 /*
  * chunk_prefill_timing.c — times the chunked CUDA prefill (kernels/cuda/chunk_prefill.cu) on Qwen3-Next's GDN shape
  * (16 q/k heads, 32 v heads, d = 128, conv width 4, float32 state): one sequence of 8192 tokens, 4 × 8192 and
- * 64 × 1024, with and without thread-block clusters, and simple GLA. Each configuration is captured once in a CUDA
+ * 64 × 1024, and simple GLA. Each configuration is captured once in a CUDA
  * graph and replayed; CUDA events around every replay give the median (and min/max) over the timed replays.
  *
  * Inputs are random (never zeros); every sequence starts from a random state in another slot, so replays are
@@ -73,6 +73,8 @@ typedef struct buffers {
     la_io io;
     la_state_view state; /* slots [0, MAX_SEQS): final states; [MAX_SEQS, 2·MAX_SEQS): initial states */
     la_seq *seqs;
+    void *workspace; /* for MAX_TOKENS rows and MAX_SEQS sequences, as a plan of those capacities holds */
+    uint64_t workspace_bytes;
 } buffers;
 
 static void make_buffers(buffers *b)
@@ -101,6 +103,8 @@ static void make_buffers(buffers *b)
     b->state.recurrent = device_random_f32((size_t)2 * MAX_SEQS * HV * D * D, -0.5f, 0.5f);
     b->state.conv = device_random_bf16((size_t)2 * MAX_SEQS * (WIDTH - 1) * CHANNELS, -1.0f, 1.0f);
     CHECK(cudaMalloc((void **)&b->seqs, MAX_SEQS * sizeof(la_seq)));
+    b->workspace_bytes = la_cuda_chunk_prefill_workspace_bytes(L, MAX_TOKENS, MAX_SEQS);
+    CHECK(cudaMalloc(&b->workspace, b->workspace_bytes));
 }
 
 /* num_seqs sequences of `tokens` each, back to back, each from the random state of slot MAX_SEQS + i. */
@@ -116,7 +120,8 @@ static la_batch make_batch(const buffers *b, int32_t num_seqs, int32_t tokens)
         host[i].init_slot = MAX_SEQS + i;
     }
     CHECK(cudaMemcpy(b->seqs, host, sizeof host, cudaMemcpyHostToDevice));
-    la_batch batch = {num_seqs, 0, (int64_t)num_seqs * tokens, b->seqs, NULL, tokens, 0};
+    la_batch batch = {num_seqs, 0, (int64_t)num_seqs * tokens, b->seqs, NULL, tokens, 0, b->workspace,
+                      b->workspace_bytes};
     return batch;
 }
 
@@ -127,8 +132,7 @@ static int compare_floats(const void *x, const void *y)
 }
 
 /* Median over `runs` graph replays of one chunked launch, in microseconds. */
-static double time_chunked(const buffers *b, const la_layer *layer, int32_t num_seqs, int32_t tokens, int clusters,
-                           int runs)
+static double time_chunked(const buffers *b, const la_layer *layer, int32_t num_seqs, int32_t tokens, int runs)
 {
     la_batch batch = make_batch(b, num_seqs, tokens);
     cudaStream_t stream;
@@ -136,7 +140,7 @@ static double time_chunked(const buffers *b, const la_layer *layer, int32_t num_
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    CHECK(la_cuda_chunk_prefill_clusters(layer, &batch, &b->io, &b->state, stream, clusters));
+    CHECK(la_cuda_chunk_prefill(layer, &batch, &b->io, &b->state, stream));
     CHECK(cudaStreamEndCapture(stream, &graph));
     CHECK(cudaGraphInstantiate(&exec, graph, 0));
 
@@ -154,9 +158,8 @@ static double time_chunked(const buffers *b, const la_layer *layer, int32_t num_
     }
     qsort(ms, (size_t)runs, sizeof *ms, compare_floats);
     double median_us = ms[runs / 2] * 1e3;
-    printf("%-5s %3d x %5d  clusters %-3s  median %9.1f us  (min %9.1f, max %9.1f)  %6.2f M tok/s\n",
-           layer->kind == LA_KIND_GATED_DELTANET ? "GDN" : "GLA", num_seqs, tokens, clusters ? "on" : "off",
-           median_us, ms[0] * 1e3, ms[runs - 1] * 1e3, (double)num_seqs * tokens / median_us);
+    printf("%-5s %3d x %5d  median %9.1f us  (min %9.1f, max %9.1f)  %6.2f M tok/s\n",
+           layer->kind == LA_KIND_GATED_DELTANET ? "GDN" : "GLA", num_seqs, tokens, median_us, ms[0] * 1e3, ms[runs - 1] * 1e3, (double)num_seqs * tokens / median_us);
     fflush(stdout);
     free(ms);
     CHECK(cudaEventDestroy(start));
@@ -202,6 +205,7 @@ static void check_against_sequential(const buffers *b, const la_layer *layer)
     CHECK(cudaEventCreate(&start));
     CHECK(cudaEventCreate(&stop));
     CHECK(cudaEventRecord(start, 0));
+    batch.max_seq_tokens = 1; /* the hint that keeps every sequence on the token-sequential kernel */
     CHECK(la_cuda_forward(layer, &batch, &b->io, &b->state, 0));
     CHECK(cudaEventRecord(stop, 0));
     CHECK(cudaEventSynchronize(stop));
@@ -233,10 +237,8 @@ int main(int argc, char **argv)
     const struct {
         int32_t seqs, tokens;
     } shapes[] = {{1, 8192}, {4, 8192}, {64, 1024}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int clusters = 1; clusters >= 0; clusters--)
-            time_chunked(&b, &b.gdn, shapes[s].seqs, shapes[s].tokens, clusters, runs);
-    time_chunked(&b, &b.gla, 1, 8192, 1, runs);
-    time_chunked(&b, &b.gdn, 1, 8192, 1, runs); /* the first configuration again: run-to-run spread */
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) time_chunked(&b, &b.gdn, shapes[s].seqs, shapes[s].tokens, runs);
+    time_chunked(&b, &b.gla, 1, 8192, runs);
+    time_chunked(&b, &b.gdn, 1, 8192, runs); /* the first configuration again: run-to-run spread */
     return 0;
 }

@@ -68,6 +68,10 @@ typedef struct la_batch {
      * kernel they pick stays correct for any batch, so a graph captured with one batch replays others. */
     int32_t max_seq_tokens;
     int32_t reserved;
+    /* Device scratch of the CUDA chunked prefill (kernels/cuda/chunk_prefill.h sizes it from the plan's capacities);
+     * NULL where no batch of the plan takes that path. The CPU reference ignores it. */
+    void *workspace;
+    uint64_t workspace_bytes;
 } la_batch;
 
 /* bf16 activations as raw bits; strides in elements (already resolved, never 0). */

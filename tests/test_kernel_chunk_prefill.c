@@ -2,8 +2,8 @@
  * test_kernel_chunk_prefill.c — the chunked CUDA prefill (kernels/cuda/chunk_prefill.cu) against the CPU reference
  * (kernels/reference) on random batches, with a fresh seed per test (logged; LINATTN_TEST_SEED=<seed> replays it).
  *
- * Every case runs twice on the device, with and without thread-block clusters, from the same initial pool, and
- * checks by relative error ‖gpu − ref‖ / ‖ref‖: the outputs, the final and the checkpointed recurrent states. The
+ * Every case runs twice on the device from the same initial pool (the second run over the first one's workspace)
+ * and checks by relative error ‖gpu − ref‖ / ‖ref‖: the outputs, the final and the checkpointed recurrent states. The
  * output buffer is poisoned and must stay so outside the rows of real sequences and outside the row width; slots
  * nobody writes must stay bitwise as they were, and so must every conv window (this kernel writes none).
  */
@@ -27,9 +27,9 @@ static void reset_device(const test_case *tc, device_case *d)
     if (tc->conv) CUDA_OK(cudaMemcpy(d->state.conv, tc->conv, conv_bytes(tc), cudaMemcpyHostToDevice));
 }
 
-static void run_chunked(device_case *d, int allow_clusters, cudaStream_t stream)
+static void run_chunked(device_case *d, cudaStream_t stream)
 {
-    int rc = la_cuda_chunk_prefill_clusters(&d->layer, &d->batch, &d->io, &d->state, stream, allow_clusters);
+    int rc = la_cuda_chunk_prefill(&d->layer, &d->batch, &d->io, &d->state, stream);
     cr_assert_eq(rc, cudaSuccess, "la_cuda_chunk_prefill: %s", cudaGetErrorString((cudaError_t)rc));
 }
 
@@ -39,11 +39,12 @@ static void check_with_strides(const char *name, const layer_spec *ls, const seq
     require_device();
     prepared_case c;
     prepare_case(ls, specs, num_seqs, strides, &c);
-    for (int clusters = 1; clusters >= 0; clusters--) {
+    /* twice from the same initial pool: the second run finds the first one's leftovers in the workspace */
+    for (int run = 0; run < 2; run++) {
         reset_device(&c.host, &c.device);
-        run_chunked(&c.device, clusters, 0);
+        run_chunked(&c.device, 0);
         char label[160];
-        snprintf(label, sizeof label, "%s (%s)", name, clusters ? "clusters" : "no clusters");
+        snprintf(label, sizeof label, "%s (run %d)", name, run + 1);
         expect_matches_reference(label, &c, CONV_WINDOWS_UNTOUCHED);
     }
     release_case(&c);
@@ -84,16 +85,16 @@ Test(kernel_chunk_prefill, gdn_continued_steps_bf16_state_ratio_1)
     check_case("gdn continued, bf16 state, hv/hk 1", &layer, seqs, COUNT(seqs));
 }
 
-Test(kernel_chunk_prefill, gdn_conv_widths_0_1_2_8_and_dv_64_256)
+Test(kernel_chunk_prefill, gdn_conv_widths_0_1_2_8_and_dv_32_64_96)
 {
     const seq_spec seqs[] = {{70, SEQ_CONTINUE, 5, 64, 1}, {3, SEQ_ZERO, 0, 0, 1}, {200, SEQ_FROM_SLOT, 1, 64, 0}};
     const layer_spec no_conv = {LA_KIND_GATED_DELTANET, 2, 4, 128, 128, 0, 1, LA_STATE_F32, 0};
     const layer_spec one_tap = {LA_KIND_GATED_DELTANET, 2, 2, 128, 64, 1, 1, LA_STATE_F32, 0};
-    const layer_spec narrow = {LA_KIND_GATED_DELTANET, 1, 3, 128, 256, 2, 1, LA_STATE_BF16, 0};
+    const layer_spec narrow = {LA_KIND_GATED_DELTANET, 1, 3, 128, 32, 2, 1, LA_STATE_BF16, 0};
     const layer_spec wide = {LA_KIND_GATED_DELTANET, 2, 4, 128, 96, 8, 1, LA_STATE_F32, 0};
     check_case("gdn conv width 0", &no_conv, seqs, COUNT(seqs));
     check_case("gdn conv width 1, dv 64", &one_tap, seqs, COUNT(seqs));
-    check_case("gdn conv width 2, dv 256, bf16 state", &narrow, seqs, COUNT(seqs));
+    check_case("gdn conv width 2, dv 32, bf16 state", &narrow, seqs, COUNT(seqs));
     check_case("gdn conv width 8, dv 96", &wide, seqs, COUNT(seqs));
 }
 
@@ -129,25 +130,51 @@ Test(kernel_chunk_prefill, gla_gated_with_conv_bf16_state)
     check_case("simple GLA gated, conv width 4, bf16 state", &layer, seqs, COUNT(seqs));
 }
 
-Test(kernel_chunk_prefill, unsupported_shapes_launch_nothing)
+/* A GDN layer of one q/k head and two v heads, no weights: for the checks made before any launch. */
+static la_layer bare_layer(int32_t dk)
 {
     la_layer layer;
     memset(&layer, 0, sizeof layer);
     layer.kind = LA_KIND_GATED_DELTANET;
-    layer.hk = 1, layer.hv = 2, layer.dk = 64, layer.dv = 128, layer.conv_width = 4;
+    layer.hk = 1, layer.hv = 2, layer.dk = dk, layer.dv = 128, layer.conv_width = 4;
     layer.state_dtype = LA_STATE_F32;
+    return layer;
+}
+
+Test(kernel_chunk_prefill, unsupported_shapes_launch_nothing)
+{
+    la_layer layer = bare_layer(64);
     cr_expect(!la_cuda_chunk_prefill_supported(&layer), "dk 64 is not handled");
-    la_batch batch = {1, 0, 1, NULL, NULL, 1, 0};
+    la_batch batch = {1, 0, 1, NULL, NULL, 1, 0, NULL, 0};
     la_io io;
     memset(&io, 0, sizeof io);
     la_state_view state = {NULL, NULL, 0};
     cr_expect_eq(la_cuda_chunk_prefill(&layer, &batch, &io, &state, NULL), cudaErrorInvalidValue);
     layer.dk = 128, layer.dv = 48;
     cr_expect(!la_cuda_chunk_prefill_supported(&layer), "dv 48 is not a multiple of 32");
+    layer.dv = 256;
+    cr_expect(!la_cuda_chunk_prefill_supported(&layer), "dv 256 is wider than one prepare tile");
     layer.dv = 128, layer.conv_width = 9;
     cr_expect(!la_cuda_chunk_prefill_supported(&layer), "conv width 9 is too wide");
     layer.conv_width = 4;
     cr_expect(la_cuda_chunk_prefill_supported(&layer), "the Qwen3-Next shape is handled");
+    cr_expect_eq(la_cuda_chunk_prefill_workspace_bytes(&layer, 0, 1), 0u, "no rows, no workspace");
+    cr_expect_gt(la_cuda_chunk_prefill_workspace_bytes(&layer, 64, 1), 0u);
+}
+
+/* A supported shape with no (or too small a) workspace is refused before anything is launched. */
+Test(kernel_chunk_prefill, a_missing_or_small_workspace_launches_nothing)
+{
+    la_layer layer = bare_layer(128);
+    la_batch batch = {1, 0, 64, NULL, NULL, 64, 0, NULL, 0};
+    la_io io;
+    memset(&io, 0, sizeof io);
+    la_state_view state = {NULL, NULL, 0};
+    cr_expect_eq(la_cuda_chunk_prefill(&layer, &batch, &io, &state, NULL), cudaErrorInvalidValue, "no workspace");
+    static unsigned char too_small[64];
+    batch.workspace = too_small;
+    batch.workspace_bytes = sizeof too_small;
+    cr_expect_eq(la_cuda_chunk_prefill(&layer, &batch, &io, &state, NULL), cudaErrorInvalidValue, "64 bytes");
 }
 
 /* Captured once in a graph and replayed: the launch reads the batch from device memory and does nothing on the host
@@ -161,7 +188,7 @@ Test(kernel_chunk_prefill, graph_replay_matches_the_reference)
     prepare_case(&layer, seqs, COUNT(seqs), &strides_aligned, &c);
 
     captured_graph g;
-    run_chunked(&c.device, 1, begin_capture(&g));
+    run_chunked(&c.device, begin_capture(&g));
     end_capture(&g);
     CUDA_OK(cudaGraphLaunch(g.exec, g.stream));
     CUDA_OK(cudaStreamSynchronize(g.stream));

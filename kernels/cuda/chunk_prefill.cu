@@ -1,37 +1,40 @@
 /*
- * chunk_prefill.cu — chunked prefill of Gated DeltaNet / simple GLA on tensor cores (abi/MATH.md §1–3).
+ * chunk_prefill.cu — chunked prefill of Gated DeltaNet / simple GLA on tensor cores (abi/MATH.md §1–3). A sequence
+ * is cut into chunks of C = 64 tokens whose boundaries sit at multiples of 64 in the ABSOLUTE position (a step
+ * starting at position 100 begins with a chunk of 28 tokens), so every checkpoint lands on a chunk end. Per chunk,
+ * with G the cumulative log decay inside it, D_ij = e^{G_i − G_j}, q = n_q q̂ and k = n_k k̂ (unit vectors and their
+ * lengths), A = strict_tril(diag(β)(K Kᵀ ⊙ D)), P = tril(Q Kᵀ ⊙ D) (diagonal included) and T = I + A:
  *
- * One CTA per (sequence, v-head, 32-column tile of dv) marches over the sequence in chunks of C = 64 tokens whose
- * boundaries sit at multiples of 64 in the ABSOLUTE position (a step starting at position 100 begins with a chunk of
- * 28 tokens), so every checkpoint lands on a chunk end. Its dk×32 tile of the state stays float32 in registers (mma
- * accumulator layout) for the whole sequence. Per chunk, with G the cumulative log decay inside the chunk,
- * D_ij = e^{G_i − G_j}, A = strict_tril(diag(β)(K Kᵀ ⊙ D)) and P = tril(Q Kᵀ ⊙ D) (diagonal included):
- *
- *     GDN:  (I + A) U = diag(β)(V − diag(e^G) K S)        GLA:  U = V
+ *     GDN:  U = U₀ − W S  with  U₀ = T⁻¹ diag(β) V,  W = T⁻¹ diag(β e^G) K        GLA:  U = V
  *           O = diag(e^G) Q S + P U,      S ← e^{G_C} S + Kᵀ diag(e^{G_C − G}) U
  *
- * Stages of a chunk (8 warps; barriers between stages):
- *   1. conv + SiLU of the chunk's q/k/v channels from a raw tile loaded by cp.async during the previous chunk (taps
- *      and a sliding window of inputs in registers); q and k are stored as UNIT vectors (fp16) with their lengths
- *      kept apart (n_q, n_k per token; n_k = 1 up to the 1e-6 of the l2norm, n_q = scale·...), which folds the
- *      l2norm into scalars and keeps fp16 in range. With thread-block clusters (dv tiles of one head), each CTA
- *      convolves 64/cluster tokens of q/k and stores them into every CTA of the cluster (DSMEM).
- *   2. mma: the lower blocks of P and A, X = K S and Y = Q S (S as fp16 in shared memory) in one k-loop per warp,
- *      R = β(V − e^G X). The two solver warps take the diagonal blocks of A and invert them (fp32, one column per
- *      lane) while the others finish their products.
- *   3. the solver warps solve for U block by block on Uᵀ, kept in registers (the mma accumulator of one block is
- *      the operand of the next).
- *   4. O = e^G Y + P U, written as bf16; S ← e^{G_C} S + Kᵀ diag(e^{G_C − G}) U; checkpoints. The gate warp also
- *      computes the next chunk's gates (g, β, G and the decay factors; double-buffered).
+ * U₀, W and P do not depend on the state, so only the products with S are sequential. Four launches:
+ *
+ *   1. chunk_map_kernel (one CTA) lists every chunk of the long sequences as a work item (sequence, first token).
+ *   2. conv_kernel, one CTA per (chunk, q, k or v head): causal conv + SiLU (reading the initial conv window where
+ *      the chunk starts the step); q̂, k̂ and their lengths, v scaled per row.
+ *   3. prepare_kernel, one CTA per (chunk, v-head), all chunks at once: the gates, P and A on tensor cores, T⁻¹ by
+ *      blocks and the triangular solve for [W | U₀] in one pass over dk + dv right-hand columns.
+ *   4. chain_kernel, one CTA per (sequence, v-head, 32-column tile of dv), marches over the chunks with its dk×32
+ *      state tile float32 in registers: X = W S and Y = Q̂ S, U = U₀ − X, then O and the new S; the next chunk's
+ *      tiles arrive by bulk copies (cp.async.bulk, one mbarrier per stage) while this one is computed. It writes
+ *      the outputs, the checkpoints at their chunk ends and the final state.
+ * Passes 2–4 meet in a workspace (la_batch.workspace; the Workspace struct below) indexed by the token's row in
+ * the batch.
+ *
+ * Where the time goes (H200, Qwen3-Next shape, one 8192-token sequence, ncu at its locked clocks: ~1000 µs of
+ * kernels that take ~790 µs at run clocks): conv 299 µs, prepare 249, chain 452. All three are bound by
+ * instruction issue and latency, not by memory (DRAM 14–23% of peak) nor tensor cores. The chain runs one 16-warp
+ * CTA per SM (128 CTAs here) at ~5k cycles a chunk for ~480 instructions per warp — two dependent mma products
+ * and three barriers a chunk; a single fused kernel that also carried the conv and the solve on that path took
+ * ~25k cycles a chunk.
  *
  * Operands are fp16 (10-bit mantissa; bf16 operands land near 4e-3 relative error against the float64 reference,
- * fp16 near 1e-3), accumulation fp32. S and U are scaled by powers of two per chunk so that their fp16 copies stay in
- * range whatever the magnitude of the inputs: S by its running maximum, U by the maximum of R (GDN) or V (GLA).
- * Conv windows are not written here (see chunk_prefill.h).
+ * fp16 near 1e-3), accumulation fp32, each fp16 copy scaled by a power of two that keeps it in range whatever the
+ * magnitude of the inputs: S by its running maximum, v per row, W and U₀ by their right-hand sides' maxima (per
+ * chunk and head, with room for growth through the solve), U by the maximum of each 16×16 block.
  *
- * Where the time goes (H200, ncu): a chunk is a chain of dependent short steps run by only 2 warps per scheduler,
- * so stalls on fixed-latency and shared-memory dependencies dominate, not tensor-core throughput; stage 1 (conv)
- * is the longest, which is why clusters share it.
+ * Conv windows are not written here (see chunk_prefill.h).
  */
 #include "chunk_prefill.h"
 
@@ -45,62 +48,67 @@ namespace {
 
 constexpr int kChunk = 64;
 constexpr int kBlocks = kChunk / 16; /* 16-token blocks of a chunk */
-constexpr int kTileCols = 32;        /* dv columns per CTA */
-constexpr int kWarps = 8;
-constexpr int kThreads = 32 * kWarps;
 constexpr int kDk = 128;
+constexpr int kMaxDv = 128;
+constexpr int kTileCols = 32; /* dv columns per chain CTA */
+constexpr int kWarps = 8; /* of a prepare CTA */
+constexpr int kThreads = 32 * kWarps;
+constexpr int kChainWarps = 16; /* of a chain CTA: one 16×16 tile of each product per warp */
+constexpr int kChainThreads = 32 * kChainWarps;
 constexpr int kMaxWidth = 8;
-constexpr int kMaxHalo = kMaxWidth - 1;
-constexpr int kMaxCluster = 8;
-constexpr int kSolverWarps = kTileCols / 16; /* warps that solve for U, 16 columns each */
-constexpr int kSolverWarp0 = kWarps - kSolverWarps;
+constexpr int kSolverWarp0 = kWarps - 2; /* the two warps that invert the diagonal blocks of T */
 constexpr int kGateWarp = kWarps - 1;
-constexpr int kRawCols = 2 * kDk + kTileCols; /* q | k | this tile's v channels */
-constexpr int kStateTarget = 12;              /* scaled |S| < 2^12 in fp16 */
-constexpr int kUTarget = 8;                   /* scaled |R| < 2^8: room for growth through the solve */
+constexpr int kStateTarget = 12;           /* scaled |S| < 2^12 in fp16 */
+constexpr int kSolveTarget = 8;            /* scaled right-hand sides < 2^8: room for growth through the solve */
+constexpr int kUpdateTarget = 14;          /* scaled |U| < 2^14 per 16×16 block */
+constexpr int kMapThreads = 1024;
 constexpr unsigned kFullMask = 0xffffffffu;
 
-/* Per-token gate quantities of a chunk; padding tokens have g = 0, β = 0. */
-struct Gates {
-    float big_g[kChunk];       /* G: cumulative log decay inside the chunk */
-    float beta[kChunk];
-    float exp_g[kChunk];       /* e^{G_i} */
-    float gamma[kChunk];       /* e^{G_C − G_i} */
-    float row_f[kChunk];       /* e^{G_i − G_{16·(i/16)}} */
-    float col_f[kBlocks][kChunk]; /* e^{G_{16b} − G_j} for j < 16b */
+/* The chunk-parallel results, carved from the caller's workspace. Rows are the batch's token rows and every array
+ * is head-major, so one chunk of one head is a contiguous block that the chain kernel fetches with a few bulk
+ * copies. The 16-byte units of the rows of q̂, k̂, W and P are stored swizzled (unit c of row r at c ^ (r & 7)), so
+ * that copied as they are into unpadded shared tiles their ldmatrix reads are free of bank conflicts. */
+struct Workspace {
+    __half *q, *k;   /* [hk][rows][dk]: q̂, k̂ (swizzled) */
+    float *nq, *nk;  /* [hk][rows]: the lengths of q (times the scale) and k */
+    __half *w;       /* [hv][rows][dk]: W · 2^w (swizzled) */
+    __half *u;       /* [hv][dv / 32][rows][32] by 32-column tile: v · 2^(its row's), then U₀ · 2^u (GLA: V · 2^u) */
+    float *v_inv;    /* [hv][rows]: 2^−(v's row scale) */
+    __half *p;       /* [hv][rows][C]: row i of the chunk's P, columns by position in the chunk (swizzled) */
+    float4 *factors; /* [hv][rows]: e^{G_i} n_q,i, e^{G_C − G_i} n_k,i (16 bytes a row: bulk-copy units) */
+    float4 *chunk;   /* [hv][rows], at a chunk's first row: e^{G_C}, 2^−w, 2^−u */
+    int64_t rows;
+    int2 *items;     /* [max_items]: (sequence, first token of the chunk in the step) */
+    int32_t *item_count;
+    int32_t max_items;
 };
 
-struct alignas(16) Smem {
-    uint16_t raw[kChunk + kMaxHalo][kRawCols]; /* pre-conv inputs, row r = token c0 − halo + r */
-    __half q[kChunk][kDk + 8];                 /* unit q rows (padded rows: conflict-free ldmatrix) */
-    __half k[kChunk][kDk + 8];
-    float v[kChunk][kTileCols + 8];
-    __half s[kDk][kTileCols + 8];              /* state tile · 2^s */
-    __half a_neg[kChunk][kChunk + 8];          /* −A, off-diagonal 16×16 blocks */
-    __half p[kChunk][kChunk + 8];              /* P, lower blocks */
-    float r[kChunk][kTileCols + 8];            /* R = β(V − e^G K S) */
-    __half u[kChunk][kTileCols + 8];           /* U · 2^e */
-    __half ut[kChunk][kTileCols + 8];          /* e^{G_C − G} n_k U · 2^e */
-    __half tinv[kBlocks][16][24];              /* (I + A_bb)^{-1} */
-    float a_diag[kBlocks][16][17];             /* A, diagonal blocks, fp32 */
-    float conv_w[kMaxWidth][kRawCols];
-    float conv_b[kRawCols];
-    float nq[kChunk], nk[kChunk]; /* lengths of q (times scale) and k */
-    Gates gates[2];               /* by chunk parity: the next chunk's are made during this one */
-    unsigned s_max[2], v_max[2], r_max[2]; /* float bits of maxima, by chunk parity */
-};
+/* Where the 16-byte unit holding column col (a multiple of 8) of row `row` sits in a swizzled row, in halves. */
+__device__ __forceinline__ int swizzled_col(int64_t row, int col) { return ((col >> 3) ^ (int)(row & 7)) << 3; }
 
 struct Params {
     la_layer layer;
     int32_t channels;
     const la_seq *seqs;
+    int32_t num_seqs;
     const la_checkpoint *checkpoints;
     la_io io;
     la_state_view state;
+    Workspace ws;
     int32_t tiles;
     int32_t vector_loads; /* qkv and conv windows allow 16-byte copies */
     int32_t out_pairs;    /* out allows 4-byte stores of two outputs */
     int32_t min_tokens;   /* sequences with fewer tokens are left to the token-sequential kernel */
+};
+
+/* Per-token gate quantities of a chunk; padding tokens have g = 0, β = 0. */
+struct Gates {
+    float big_g[kChunk]; /* G: cumulative log decay inside the chunk */
+    float beta[kChunk];
+    float exp_g[kChunk];          /* e^{G_i} */
+    float gamma[kChunk];          /* e^{G_C − G_i} */
+    float row_f[kChunk];          /* e^{G_i − G_{16·(i/16)}} */
+    float col_f[kBlocks][kChunk]; /* e^{G_{16b} − G_j} for j < 16b */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------------------ */
@@ -110,7 +118,6 @@ __device__ __forceinline__ uint16_t float_to_bf16_bits(float x) { return __bfloa
 /* Fast-math gates: relative errors near 1e-6, far below what bf16 inputs carry. */
 __device__ __forceinline__ float sigmoid(float z) { return __fdividef(1.0f, 1.0f + __expf(-z)); }
 __device__ __forceinline__ float softplus(float z) { return z > 20.0f ? z : __logf(1.0f + __expf(z)); }
-__device__ __forceinline__ float silu_fast(float z) { return __fdividef(z, 1.0f + __expf(-z)); }
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
 {
@@ -127,13 +134,13 @@ __device__ __forceinline__ float warp_max(float x)
     return x;
 }
 
-/* 2^k with bound · 2^k < 2^target; 1 for a zero or non-finite bound. */
+/* 2^k with bound · 2^k < 2^target (k within ±100); 1 for a zero, subnormal or non-finite bound. */
 __device__ __forceinline__ float pow2_scale(float bound, int target)
 {
-    if (!(bound > 0.0f) || !isfinite(bound)) return 1.0f;
-    int e;
-    frexpf(bound, &e);
-    return ldexpf(1.0f, min(max(target - e, -100), 100));
+    const int biased = (int)((__float_as_uint(bound) >> 23) & 0xffu); /* bound in [2^(biased−127), 2^(biased−126)) */
+    if (!(bound > 0.0f) || biased == 0 || biased == 0xff) return 1.0f;
+    const int k = min(max(target - (biased - 126), -100), 100);
+    return __uint_as_float((uint32_t)(k + 127) << 23);
 }
 
 /* Largest |x| of the CTA into *slot (non-negative floats order like their bits). */
@@ -167,21 +174,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint3
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* A operand (16×16 at row m0, col k0) of a row-major matrix [m][k]. */
-template <int kLd> __device__ __forceinline__ void load_a(const __half (*m)[kLd], int m0, int k0, uint32_t (&r)[4])
-{
-    const int l = threadIdx.x & 31;
-    ldsm_x4(smem_addr(&m[m0 + (l & 15)][k0 + (l >> 4) * 8]), r);
-}
-
-/* A operand (16×16: rows m0.., cols k0..) of a matrix stored transposed, [k][m]. */
-template <int kLd>
-__device__ __forceinline__ void load_a_transposed(const __half (*m)[kLd], int m0, int k0, uint32_t (&r)[4])
-{
-    const int l = threadIdx.x & 31;
-    ldsm_x4_trans(smem_addr(&m[k0 + (l & 7) + (l >> 4) * 8][m0 + ((l >> 3) & 1) * 8]), r);
-}
-
 /* B operands of two n-tiles (k0..k0+15 × n0..n0+15) of a matrix stored [n][k]: r0,r1 for n0.., r2,r3 for n0+8.. */
 template <int kLd> __device__ __forceinline__ void load_b_nk(const __half (*m)[kLd], int n0, int k0, uint32_t (&r)[4])
 {
@@ -204,303 +196,417 @@ __device__ __forceinline__ void accumulators_to_a(const float (&c)[2][4], uint32
     a[2] = pack_half2(c[1][0], c[1][1]);
     a[3] = pack_half2(c[1][2], c[1][3]);
 }
+/* ---- workspace ------------------------------------------------------------------------------------------------ */
 
-/* ---- clusters ------------------------------------------------------------------------------------------------ */
+constexpr size_t kWorkspaceAlign = 256;
 
-__device__ __forceinline__ unsigned cluster_rank()
+/* Lays the workspace out from base (nullptr: only measures); returns its size in bytes. */
+uint64_t carve_workspace(const la_layer &L, int64_t rows, int32_t seqs, unsigned char *base, Workspace *ws)
 {
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-    return r;
+    /* a sequence of n tokens has at most n/C + 2 chunks (a partial one at each end) */
+    const int64_t max_items = rows / kChunk + 2 * (int64_t)seqs + 1;
+    uint64_t offset = 0;
+    auto take = [&](uint64_t bytes) {
+        void *at = base ? base + offset : nullptr;
+        offset += (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
+        return at;
+    };
+    Workspace w;
+    w.q = static_cast<__half *>(take((uint64_t)rows * L.hk * kDk * sizeof(__half)));
+    w.k = static_cast<__half *>(take((uint64_t)rows * L.hk * kDk * sizeof(__half)));
+    w.nq = static_cast<float *>(take((uint64_t)rows * L.hk * sizeof(float)));
+    w.nk = static_cast<float *>(take((uint64_t)rows * L.hk * sizeof(float)));
+    w.v_inv = static_cast<float *>(take((uint64_t)rows * L.hv * sizeof(float)));
+    w.w = static_cast<__half *>(take((uint64_t)rows * L.hv * kDk * sizeof(__half)));
+    w.u = static_cast<__half *>(take((uint64_t)rows * L.hv * L.dv * sizeof(__half)));
+    w.p = static_cast<__half *>(take((uint64_t)rows * L.hv * kChunk * sizeof(__half)));
+    w.factors = static_cast<float4 *>(take((uint64_t)rows * L.hv * sizeof(float4)));
+    w.chunk = static_cast<float4 *>(take((uint64_t)rows * L.hv * sizeof(float4)));
+    w.rows = rows;
+    w.items = static_cast<int2 *>(take((uint64_t)max_items * sizeof(int2)));
+    w.item_count = static_cast<int32_t *>(take(sizeof(int32_t)));
+    w.max_items = max_items > INT_MAX ? INT_MAX : (int32_t)max_items;
+    if (ws) *ws = w;
+    return offset;
 }
 
-__device__ __forceinline__ unsigned cluster_size()
+/* ---- chunks ----------------------------------------------------------------------------------------------------- */
+
+__device__ __forceinline__ int chunk_length(const la_seq &seq, int c0)
 {
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
-    return r;
+    const int room = c0 == 0 ? kChunk - (int)(seq.start_position % kChunk) : kChunk;
+    return min(seq.num_tokens - c0, room);
 }
 
-/* Barrier of every thread of the cluster; orders shared-memory writes (remote ones too) before later reads. */
-__device__ __forceinline__ void cluster_barrier(unsigned size)
+__device__ __forceinline__ bool runs_chunked(const la_seq &seq, int min_tokens)
 {
-    if (size == 1) {
+    return seq.state_slot >= 0 && seq.num_tokens >= min_tokens;
+}
+
+__device__ __forceinline__ int chunk_count(const la_seq &seq)
+{
+    if (seq.num_tokens <= 0) return 0;
+    const int first = chunk_length(seq, 0);
+    return 1 + (seq.num_tokens - first + kChunk - 1) / kChunk;
+}
+
+/* One CTA: the work items of every chunked sequence, in order, by a block-wide scan over the sequences. */
+__global__ void __launch_bounds__(kMapThreads) chunk_map_kernel(const __grid_constant__ Params p)
+{
+    constexpr int kMapWarps = kMapThreads / 32;
+    __shared__ int warp_offsets[kMapWarps];
+    __shared__ int tile_base;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+    if (threadIdx.x == 0) tile_base = 0;
+    __syncthreads();
+    for (int first = 0; first < p.num_seqs; first += kMapThreads) {
+        const int s = first + (int)threadIdx.x;
+        la_seq seq = {};
+        int count = 0;
+        if (s < p.num_seqs) {
+            seq = p.seqs[s];
+            count = runs_chunked(seq, p.min_tokens) ? chunk_count(seq) : 0;
+        }
+        int inclusive = count;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int x = __shfl_up_sync(kFullMask, inclusive, o);
+            if (lane >= o) inclusive += x;
+        }
+        if (lane == 31) warp_offsets[warp] = inclusive;
         __syncthreads();
-        return;
-    }
-    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-
-/* Stores 8 bytes at the same shared-memory offset in every CTA of the cluster. */
-__device__ __forceinline__ void store_all_ranks(void *local, uint32_t lo, uint32_t hi, unsigned size)
-{
-    if (size == 1) {
-        *reinterpret_cast<uint2 *>(local) = make_uint2(lo, hi);
-        return;
-    }
-    const uint32_t addr = smem_addr(local);
-    for (unsigned rank = 0; rank < size; ++rank) {
-        uint32_t remote;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
-        asm volatile("st.shared::cluster.v2.u32 [%0], {%1, %2};" ::"r"(remote), "r"(lo), "r"(hi) : "memory");
-    }
-}
-
-__device__ __forceinline__ void store_all_ranks(float *local, float value, unsigned size)
-{
-    if (size == 1) {
-        *local = value;
-        return;
-    }
-    const uint32_t addr = smem_addr(local);
-    for (unsigned rank = 0; rank < size; ++rank) {
-        uint32_t remote;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
-        asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(value) : "memory");
-    }
-}
-
-/* ---- where things are ------------------------------------------------------------------------------------------ */
-
-/* One CTA's view: its sequence, v-head, tile and q/k head. */
-struct Cta {
-    la_seq seq;
-    int head, tile, qk_head;
-    int halo;        /* conv inputs before a token: W − 1 (0 without conv) */
-    unsigned rank;   /* in the cluster */
-    unsigned csize;  /* CTAs in the cluster */
-    int qk_tokens;   /* tokens per rank whose q/k this CTA convolves */
-};
-
-/* Input channel of raw column c. */
-__device__ __forceinline__ int raw_channel(const Params &p, const Cta &cta, int c)
-{
-    const la_layer &L = p.layer;
-    if (c < kDk) return cta.qk_head * kDk + c;
-    if (c < 2 * kDk) return (L.hk + cta.qk_head) * kDk + (c - kDk);
-    return 2 * L.hk * kDk + cta.head * L.dv + cta.tile * kTileCols + (c - 2 * kDk);
-}
-
-/* The pre-conv input of token tau (step-local; negative: from the initial conv window) on channel ch, or nullptr
- * for zero. */
-__device__ __forceinline__ const uint16_t *raw_source(const Params &p, const Cta &cta, int tau, int ch)
-{
-    if (tau >= 0) return p.io.qkv + (cta.seq.token_offset + tau) * p.io.qkv_stride + ch;
-    if (cta.seq.init_slot < 0 || cta.halo == 0) return nullptr;
-    return p.state.conv + ((size_t)cta.seq.init_slot * cta.halo + (cta.halo + tau)) * p.channels + ch;
-}
-
-/* Copies raw rows [r_begin, r_end) of columns [c_begin, c_end) of the chunk starting at step token c0. */
-__device__ __forceinline__ void load_raw_rows(const Params &p, const Cta &cta, Smem &sm, int c0, int r_begin,
-                                              int r_end, int c_begin, int c_end)
-{
-    const int width = c_end - c_begin;
-    if (p.vector_loads) {
-        const int units = width / 8;
-        for (int idx = threadIdx.x; idx < (r_end - r_begin) * units; idx += kThreads) {
-            const int r = r_begin + idx / units, c = c_begin + (idx % units) * 8;
-            const uint16_t *src = raw_source(p, cta, c0 - cta.halo + r, raw_channel(p, cta, c));
-            if (src) {
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(&sm.raw[r][c])), "l"(src)
-                             : "memory");
-            } else {
-                *reinterpret_cast<uint4 *>(&sm.raw[r][c]) = make_uint4(0, 0, 0, 0);
+        if (warp == 0) {
+            const int total = lane < kMapWarps ? warp_offsets[lane] : 0;
+            int before = total;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int x = __shfl_up_sync(kFullMask, before, o);
+                if (lane >= o) before += x;
             }
+            if (lane < kMapWarps) warp_offsets[lane] = before - total;
         }
-        return;
+        __syncthreads();
+        const int offset = tile_base + warp_offsets[warp] + inclusive - count;
+        for (int c = 0, c0 = 0; c < count; ++c) {
+            p.ws.items[offset + c] = make_int2(s, c0);
+            c0 += chunk_length(seq, c0);
+        }
+        __syncthreads();
+        if (threadIdx.x == kMapThreads - 1) tile_base = offset + count;
+        __syncthreads();
     }
-    for (int idx = threadIdx.x; idx < (r_end - r_begin) * width; idx += kThreads) {
-        const int r = r_begin + idx / width, c = c_begin + idx % width;
-        const uint16_t *src = raw_source(p, cta, c0 - cta.halo + r, raw_channel(p, cta, c));
-        sm.raw[r][c] = src ? *src : 0;
-    }
+    if (threadIdx.x == 0) *p.ws.item_count = tile_base;
 }
 
-/* Everything stage 1 of a chunk reads from global memory: the raw tile (asynchronously where aligned) and, for the
- * gate warp, a and b of its two tokens. */
-struct GateInputs {
-    uint16_t a[2], b[2];
+
+/* ---- swizzled shared tiles (the workspace's row layout, rows keyed by their index in the batch) ----------------- */
+
+/* ldmatrix of the A operand (16×16 at row m0, col k0) of a row-major tile, of the A operand of a tile stored
+ * transposed ([k][m]), and of the B operands of two n-tiles of a tile stored [n][k]; key = the first row's & 7. */
+template <int kCols>
+__device__ __forceinline__ void load_a_swizzled(const __half (*m)[kCols], int key, int m0, int k0, uint32_t (&r)[4])
+{
+    const int l = threadIdx.x & 31, row = m0 + (l & 15), col = k0 + (l >> 4) * 8;
+    ldsm_x4(smem_addr(&m[row][swizzled_col(key + row, col)]), r);
+}
+
+template <int kCols>
+__device__ __forceinline__ void load_a_transposed_swizzled(const __half (*m)[kCols], int key, int m0, int k0,
+                                                           uint32_t (&r)[4])
+{
+    const int l = threadIdx.x & 31, row = k0 + (l & 7) + (l >> 4) * 8, col = m0 + ((l >> 3) & 1) * 8;
+    ldsm_x4_trans(smem_addr(&m[row][swizzled_col(key + row, col)]), r);
+}
+
+template <int kCols>
+__device__ __forceinline__ void load_b_nk_swizzled(const __half (*m)[kCols], int key, int n0, int k0, uint32_t (&r)[4])
+{
+    const int l = threadIdx.x & 31, row = n0 + (l & 7) + (l >> 4) * 8, col = k0 + ((l >> 3) & 1) * 8;
+    ldsm_x4(smem_addr(&m[row][swizzled_col(key + row, col)]), r);
+}
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void wait_async_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+/* One chunk of one sequence, as the chunk-parallel kernels see it. */
+struct Item {
+    la_seq seq;
+    int c0, len;
+    int64_t row0; /* the batch row of the chunk's first token */
 };
 
-__device__ __forceinline__ void load_chunk(const Params &p, const Cta &cta, Smem &sm, int c0, int len,
-                                           GateInputs &gates)
+/* The work item of blockIdx.x; false past the last one. */
+__device__ __forceinline__ bool item_of_block(const Params &p, Item &it)
 {
-    const int qk_begin = (int)cta.rank * cta.qk_tokens;
-    const int qk_end = min(qk_begin + cta.qk_tokens, len);
-    if (qk_end > qk_begin) load_raw_rows(p, cta, sm, c0, qk_begin, qk_end + cta.halo, 0, 2 * kDk);
-    load_raw_rows(p, cta, sm, c0, 0, len + cta.halo, 2 * kDk, kRawCols);
-    if (threadIdx.x / 32 == kGateWarp) {
-        const la_layer &L = p.layer;
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const int i = 2 * (threadIdx.x & 31) + e;
-            const int64_t row = cta.seq.token_offset + c0 + i;
-            gates.a[e] = i < len && p.io.a ? p.io.a[row * p.io.a_stride + cta.head] : 0;
-            gates.b[e] = i < len && L.kind == LA_KIND_GATED_DELTANET ? p.io.b[row * p.io.b_stride + cta.head] : 0;
-        }
-    }
+    if ((int)blockIdx.x >= *p.ws.item_count) return false;
+    const int2 item = p.ws.items[blockIdx.x];
+    it.seq = p.seqs[item.x];
+    it.c0 = item.y;
+    it.len = chunk_length(it.seq, it.c0);
+    it.row0 = it.seq.token_offset + it.c0;
+    return true;
 }
 
-__device__ __forceinline__ void wait_chunk_loads() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+/* ---- pass 2: the causal conv + SiLU, q/k norms ------------------------------------------------------------------ */
 
-/* ---- stage 1: conv, norms ------------------------------------------------------------------------------------ */
+constexpr int kConvWarps = 4;
+constexpr int kConvThreads = 32 * kConvWarps;
+constexpr int kConvTokens = kChunk / kConvWarps; /* consecutive tokens per warp */
+constexpr int kConvBatch = 4;                    /* tokens a warp finishes at once: their reductions overlap */
 
-__device__ __forceinline__ void unpack4(uint2 x, float (&f)[4])
+/* The pre-conv input of step token tau (negative: from the initial conv window, halo = width − 1) on channel ch, or
+ * nullptr for zero. */
+__device__ __forceinline__ const uint16_t *raw_source(const Params &p, const la_seq &seq, int halo, int tau, int ch)
 {
-    f[0] = __uint_as_float(x.x << 16), f[1] = __uint_as_float(x.x & 0xffff0000u);
-    f[2] = __uint_as_float(x.y << 16), f[3] = __uint_as_float(x.y & 0xffff0000u);
+    if (tau >= 0) return p.io.qkv + (seq.token_offset + tau) * p.io.qkv_stride + ch;
+    if (seq.init_slot < 0 || halo == 0) return nullptr;
+    return p.state.conv + ((size_t)seq.init_slot * halo + (halo + tau)) * p.channels + ch;
 }
 
-constexpr int kQkBatch = 4; /* q/k tokens a warp convolves at once: their reductions overlap */
-
-/* q (even warps) or k (odd warps) of this warp's consecutive tokens of the rank's share: conv + SiLU of the lane's
- * 4 channels with the taps and a window of inputs in registers, stored as unit vectors in every CTA of the cluster,
- * their lengths in nq/nk. kW: conv width (0: no conv, no SiLU). */
-template <int kW> __device__ __forceinline__ void conv_qk(const Params &p, const Cta &cta, Smem &sm, int len)
+/* Four consecutive bf16 inputs, packed as they are in memory (zeros for nullptr). */
+__device__ __forceinline__ uint2 load4_inputs(const Params &p, const uint16_t *src)
 {
-    constexpr int kTaps = kW > 0 ? kW : 1;
-    constexpr int kHalo = kTaps - 1;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-    const int part = warp & 1;
-    const int per_warp = cta.qk_tokens / (kWarps / 2);
-    const int t0 = (int)cta.rank * cta.qk_tokens + (warp >> 1) * per_warp;
-    const int col = part * kDk + 4 * lane;
-    __half(*dst)[kDk + 8] = part == 0 ? sm.q : sm.k;
-    float *length = part == 0 ? sm.nq : sm.nk;
+    if (!src) return make_uint2(0, 0);
+    if (p.vector_loads) return *reinterpret_cast<const uint2 *>(src);
+    return make_uint2((uint32_t)src[0] | ((uint32_t)src[1] << 16), (uint32_t)src[2] | ((uint32_t)src[3] << 16));
+}
 
-    float w[kTaps][4], bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (kW > 0) {
-#pragma unroll
-        for (int j = 0; j < kTaps; ++j) {
-            const float4 v = *reinterpret_cast<const float4 *>(&sm.conv_w[j][col]);
-            w[j][0] = v.x, w[j][1] = v.y, w[j][2] = v.z, w[j][3] = v.w;
-        }
-        const float4 b = *reinterpret_cast<const float4 *>(&sm.conv_b[col]);
-        bias[0] = b.x, bias[1] = b.y, bias[2] = b.z, bias[3] = b.w;
+__device__ __forceinline__ float unpack_bf16(const uint2 &x, int c)
+{
+    const uint32_t word = c < 2 ? x.x : x.y;
+    return __uint_as_float((c & 1) ? word & 0xffff0000u : word << 16);
+}
+
+/* Where a conv CTA works: a 128-channel group (a q head, a k head or a v head) of one chunk. */
+struct ConvGroup {
+    int head, ch0, width; /* the group's first channel and its channels (dk or dv) */
+    bool v, q;
+};
+
+/* Where a lane's 4 channels of the group's rows go: rows `stride` halves apart from `first` (the warp's first row). */
+struct ConvOut {
+    __half *first;
+    int64_t stride;
+    float *lengths; /* q/k: n of each row; v: 2^−(row scale) */
+};
+
+__device__ __forceinline__ ConvOut conv_out(const Params &p, const ConvGroup &grp, int64_t row0)
+{
+    const int col = 4 * (threadIdx.x & 31);
+    ConvOut out;
+    if (grp.v) {
+        out.first = p.ws.u + ((int64_t)(grp.head * p.tiles + col / kTileCols) * p.ws.rows + row0) * kTileCols +
+                    col % kTileCols;
+        out.stride = kTileCols;
+        out.lengths = p.ws.v_inv + grp.head * p.ws.rows + row0;
+    } else {
+        out.first = (grp.q ? p.ws.q : p.ws.k) + (grp.head * p.ws.rows + row0) * kDk + (col & 7);
+        out.stride = kDk;
+        out.lengths = (grp.q ? p.ws.nq : p.ws.nk) + grp.head * p.ws.rows + row0;
     }
-    float x[kHalo + kQkBatch][4]; /* x[m] = raw row t0 + base + m: inputs of tokens base .. base + kQkBatch − 1 */
-#pragma unroll
-    for (int m = 0; m < kHalo; ++m) unpack4(*reinterpret_cast<const uint2 *>(&sm.raw[t0 + m][col]), x[m]);
+    return out;
+}
 
-    for (int base = 0; base < per_warp; base += kQkBatch) {
-        float y[kQkBatch][4], ss[kQkBatch];
+/* Stores row r (from the warp's first row row0) of the lane's 4 channels: q̂/k̂ as fp16 unit vectors in swizzled
+ * rows with the length apart, v as fp16 scaled by the power of two of its row. `reduce` is Σ y² of the row (q/k) or
+ * max |y| (v). */
+__device__ __forceinline__ void store_conv_row(const Params &p, const ConvGroup &grp, const ConvOut &out,
+                                               int64_t row0, int r, const float (&y)[4], float reduce)
+{
+    const int lane = threadIdx.x & 31, col = 4 * lane;
+    float f, length;
+    __half *dst = out.first + r * out.stride;
+    if (grp.v) {
+        f = pow2_scale(reduce, 15);
+        length = 1.0f / f;
+    } else {
+        f = reduce > 0.0f ? rsqrtf(reduce) : 0.0f;
+        const float norm = sqrtf(reduce);
+        length = p.layer.qk_l2norm ? norm * rsqrtf(reduce + 1e-6f) : norm;
+        if (grp.q) length *= p.layer.scale;
+        dst += swizzled_col(row0 + r, col & ~7);
+    }
+    if (lane == 0) out.lengths[r] = length;
+    if (col < grp.width)
+        *reinterpret_cast<uint2 *>(dst) = make_uint2(pack_half2(y[0] * f, y[1] * f), pack_half2(y[2] * f, y[3] * f));
+}
+
+/* A warp's 16 tokens of the group: lane l convolves channels 4l .. 4l + 3, its taps in registers and all its inputs
+ * loaded up front (the loads are the long pole). kW: conv width (0: no conv, no SiLU). */
+template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, const ConvGroup &grp)
+{
+    constexpr int kTaps = kW > 0 ? kW : 1, kHalo = kTaps - 1, kRows = kHalo + kConvTokens;
+    const la_layer &L = p.layer;
+    const int lane = threadIdx.x & 31, col = 4 * lane, t0 = (threadIdx.x / 32) * kConvTokens;
+    const bool lane_real = col < grp.width;
+
+    /* raw[m]: the input of chunk token t0 − kHalo + m (step token it.c0 + t0 − kHalo + m) */
+    uint2 raw[kRows];
+    const int tau0 = it.c0 + t0 - kHalo;
+    const uint16_t *rows = p.io.qkv + (it.seq.token_offset + tau0) * p.io.qkv_stride + grp.ch0 + col;
 #pragma unroll
-        for (int b = 0; b < kQkBatch; ++b) {
-            if (base + b < per_warp)
-                unpack4(*reinterpret_cast<const uint2 *>(&sm.raw[t0 + base + kHalo + b][col]), x[kHalo + b]);
-            const bool real = base + b < per_warp && t0 + base + b < len;
+    for (int m = 0; m < kRows; ++m) {
+        const int tau = tau0 + m;
+        const bool needed = lane_real && t0 - kHalo + m < it.len;
+        const uint16_t *src = nullptr;
+        if (needed) src = tau >= 0 ? rows + (int64_t)m * p.io.qkv_stride : raw_source(p, it.seq, kHalo, tau, grp.ch0 + col);
+        raw[m] = load4_inputs(p, src);
+    }
+    float w[kTaps][4] = {}, bias[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* zeros past the group's width: outputs 0 */
+    if (kW > 0 && lane_real) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            const int ch = grp.ch0 + col + c;
+#pragma unroll
+            for (int j = 0; j < kTaps; ++j) w[j][c] = L.conv_weight[(size_t)ch * kW + j];
+            bias[c] = L.conv_bias ? L.conv_bias[ch] : 0.0f;
+        }
+    }
+    const int64_t row0 = it.row0 + t0;
+    const ConvOut out = conv_out(p, grp, row0);
+    float x[kHalo + kConvBatch][4]; /* the unpacked window of the current batch */
+#pragma unroll
+    for (int m = 0; m < kHalo; ++m)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) x[m][c] = unpack_bf16(raw[m], c);
+#pragma unroll
+    for (int base = 0; base < kConvTokens; base += kConvBatch) {
+        float y[kConvBatch][4], reduce[kConvBatch];
+#pragma unroll
+        for (int b = 0; b < kConvBatch; ++b) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) x[kHalo + b][c] = unpack_bf16(raw[kHalo + base + b], c);
+            reduce[b] = 0.0f;
 #pragma unroll
             for (int c = 0; c < 4; ++c) {
-                float acc = bias[c];
+                float acc = x[kHalo + b][c];
                 if (kW > 0) {
+                    acc = bias[c];
 #pragma unroll
                     for (int j = 0; j < kTaps; ++j) acc = fmaf(w[j][c], x[b + j][c], acc);
-                    acc = silu_fast(acc);
-                } else {
-                    acc = x[b][c];
+                    acc = acc * __frcp_rn(1.0f + __expf(-acc)); /* SiLU */
                 }
-                y[b][c] = real ? acc : 0.0f;
+                y[b][c] = acc;
+                reduce[b] = grp.v ? fmaxf(reduce[b], fabsf(acc)) : fmaf(acc, acc, reduce[b]);
             }
-            ss[b] = y[b][0] * y[b][0] + y[b][1] * y[b][1] + y[b][2] * y[b][2] + y[b][3] * y[b][3];
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
 #pragma unroll
-            for (int b = 0; b < kQkBatch; ++b) ss[b] += __shfl_xor_sync(kFullMask, ss[b], o);
-#pragma unroll
-        for (int b = 0; b < kQkBatch; ++b) {
-            if (base + b >= per_warp) break;
-            const int i = t0 + base + b;
-            const float inv = ss[b] > 0.0f ? rsqrtf(ss[b]) : 0.0f;
-            store_all_ranks(&dst[i][4 * lane], pack_half2(y[b][0] * inv, y[b][1] * inv),
-                            pack_half2(y[b][2] * inv, y[b][3] * inv), cta.csize);
-            if (lane == 0) {
-                const float norm = sqrtf(ss[b]);
-                float n = p.layer.qk_l2norm ? norm * rsqrtf(ss[b] + 1e-6f) : norm;
-                if (part == 0) n *= p.layer.scale;
-                store_all_ranks(&length[i], n, cta.csize);
+            for (int b = 0; b < kConvBatch; ++b) {
+                const float other = __shfl_xor_sync(kFullMask, reduce[b], o);
+                reduce[b] = grp.v ? fmaxf(reduce[b], other) : reduce[b] + other;
             }
-        }
+#pragma unroll
+        for (int b = 0; b < kConvBatch; ++b)
+            if (t0 + base + b < it.len) store_conv_row(p, grp, out, row0, base + b, y[b], reduce[b]);
 #pragma unroll
         for (int m = 0; m < kHalo; ++m)
 #pragma unroll
-            for (int c = 0; c < 4; ++c) x[m][c] = x[m + kQkBatch][c];
+            for (int c = 0; c < 4; ++c) x[m][c] = x[m + kConvBatch][c];
     }
 }
 
-constexpr int kVTokens = kChunk / kWarps; /* consecutive tokens of v per warp */
-
-/* v of this warp's tokens on the lane's column, into sm.v; returns the largest |v|. */
-template <int kW> __device__ __forceinline__ float conv_v(Smem &sm, int len)
+/*
+ * One CTA per (chunk, 128-channel group: a q head, a k head or a v head); warp w takes 16 consecutive tokens. q and
+ * k are stored as unit vectors (fp16, swizzled rows) with their lengths apart (n_q times the scale), which folds the
+ * l2norm into scalars and keeps fp16 in range; v as fp16 scaled per row by a power of two, into the 32-column tiles
+ * that the prepare kernel overwrites with U₀.
+ */
+__global__ void __launch_bounds__(kConvThreads) conv_kernel(const __grid_constant__ Params p)
 {
-    constexpr int kTaps = kW > 0 ? kW : 1;
-    constexpr int kHalo = kTaps - 1;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-    const int col = 2 * kDk + lane, t0 = kVTokens * warp;
-    float w[kTaps], bias = 0.0f;
-    if (kW > 0) {
-#pragma unroll
-        for (int j = 0; j < kTaps; ++j) w[j] = sm.conv_w[j][col];
-        bias = sm.conv_b[col];
+    const la_layer &L = p.layer;
+    Item it;
+    if (!item_of_block(p, it)) return;
+    const int group = blockIdx.y;
+    ConvGroup grp;
+    grp.v = group >= 2 * L.hk;
+    grp.q = group < L.hk;
+    grp.head = grp.v ? group - 2 * L.hk : grp.q ? group : group - L.hk;
+    grp.width = grp.v ? L.dv : kDk;
+    grp.ch0 = grp.v ? 2 * L.hk * kDk + grp.head * L.dv : group * kDk;
+    switch (L.conv_width) {
+    case 0: conv_tokens<0>(p, it, grp); break;
+    case 1: conv_tokens<1>(p, it, grp); break;
+    case 2: conv_tokens<2>(p, it, grp); break;
+    case 3: conv_tokens<3>(p, it, grp); break;
+    case 4: conv_tokens<4>(p, it, grp); break;
+    case 5: conv_tokens<5>(p, it, grp); break;
+    case 6: conv_tokens<6>(p, it, grp); break;
+    case 7: conv_tokens<7>(p, it, grp); break;
+    default: conv_tokens<8>(p, it, grp); break;
     }
-    float x[kHalo + kVTokens];
-#pragma unroll
-    for (int m = 0; m < kHalo + kVTokens; ++m) x[m] = bf16_bits_to_float(sm.raw[t0 + m][col]);
-    float largest = 0.0f;
-#pragma unroll
-    for (int b = 0; b < kVTokens; ++b) {
-        float y;
-        if (kW > 0) {
-            y = bias;
-#pragma unroll
-            for (int j = 0; j < kTaps; ++j) y = fmaf(w[j], x[b + j], y);
-            y = silu_fast(y);
+}
+
+/* ---- pass 3: the chunk-parallel part of the solve ------------------------------------------------------------ */
+
+struct alignas(16) PrepSmem {
+    __half q[kChunk][kDk];                      /* q̂ (swizzled); P's left operand */
+    __half k[kChunk][kDk];                      /* k̂ (swizzled); W · 2^w after the solve */
+    __half v[kMaxDv / kTileCols][kChunk][kTileCols]; /* v · 2^(row's), by tile; U₀ · 2^u after the solve */
+    __half a_neg[kChunk][kChunk + 8];           /* −A, off-diagonal 16×16 blocks */
+    float a_diag[kBlocks][16][17];              /* A, diagonal blocks, fp32 */
+    __half tinv[kBlocks][16][24];               /* (I + A_bb)^{-1} */
+    float nq[kChunk], nk[kChunk], v_inv[kChunk];
+    Gates gates;
+};
+
+/* The chunk's q̂, k̂ (key-swizzled rows) and v tiles by 16-byte asynchronous copies, zeros past its tokens; the
+ * lengths and v's row scales by plain loads. */
+__device__ __forceinline__ void load_prepare_inputs(const Params &p, const Item &it, int head, int qk_head, PrepSmem &sm)
+{
+    const la_layer &L = p.layer;
+    const Workspace &ws = p.ws;
+    const __half *q = ws.q + (qk_head * ws.rows + it.row0) * kDk, *k = ws.k + (qk_head * ws.rows + it.row0) * kDk;
+    for (int idx = threadIdx.x; idx < kChunk * kDk / 8; idx += kThreads) {
+        const int r = idx / (kDk / 8), c = 8 * (idx % (kDk / 8));
+        if (r < it.len) {
+            cp_async16(&sm.q[r][c], q + r * kDk + c);
+            cp_async16(&sm.k[r][c], k + r * kDk + c);
         } else {
-            y = x[b];
+            *reinterpret_cast<uint4 *>(&sm.q[r][c]) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4 *>(&sm.k[r][c]) = make_uint4(0, 0, 0, 0);
         }
-        y = t0 + b < len ? y : 0.0f;
-        sm.v[t0 + b][lane] = y;
-        largest = fmaxf(largest, fabsf(y));
     }
-    return largest;
-}
-
-template <int kW> __device__ __forceinline__ float conv_chunk_width(const Params &p, const Cta &cta, Smem &sm, int len)
-{
-    conv_qk<kW>(p, cta, sm, len);
-    return conv_v<kW>(sm, len);
-}
-
-/* Stage 1 for the layer's conv width; returns this thread's largest |v|. */
-__device__ __forceinline__ float conv_chunk(const Params &p, const Cta &cta, Smem &sm, int len)
-{
-    switch (p.layer.conv_width) {
-    case 0: return conv_chunk_width<0>(p, cta, sm, len);
-    case 1: return conv_chunk_width<1>(p, cta, sm, len);
-    case 2: return conv_chunk_width<2>(p, cta, sm, len);
-    case 3: return conv_chunk_width<3>(p, cta, sm, len);
-    case 4: return conv_chunk_width<4>(p, cta, sm, len);
-    case 5: return conv_chunk_width<5>(p, cta, sm, len);
-    case 6: return conv_chunk_width<6>(p, cta, sm, len);
-    case 7: return conv_chunk_width<7>(p, cta, sm, len);
-    default: return conv_chunk_width<8>(p, cta, sm, len);
+    for (int idx = threadIdx.x; idx < p.tiles * kChunk * (kTileCols / 8); idx += kThreads) {
+        const int tile = idx / (kChunk * kTileCols / 8), r = (idx / (kTileCols / 8)) % kChunk, c = 8 * (idx % (kTileCols / 8));
+        if (r < it.len)
+            cp_async16(&sm.v[tile][r][c], ws.u + ((int64_t)(head * p.tiles + tile) * ws.rows + it.row0 + r) * kTileCols + c);
+        else
+            *reinterpret_cast<uint4 *>(&sm.v[tile][r][c]) = make_uint4(0, 0, 0, 0);
     }
+    const int r = threadIdx.x % kChunk, which = threadIdx.x / kChunk;
+    const bool real = r < it.len;
+    if (which == 0) sm.nq[r] = real ? ws.nq[qk_head * ws.rows + it.row0 + r] : 0.0f;
+    if (which == 1) sm.nk[r] = real ? ws.nk[qk_head * ws.rows + it.row0 + r] : 0.0f;
+    if (which == 2) sm.v_inv[r] = real ? ws.v_inv[head * ws.rows + it.row0 + r] : 0.0f;
+    (void)L;
 }
 
 /* The gate warp: g and β of tokens 2·lane, 2·lane+1, the cumulative G and the decay factors built from it. Padding
  * tokens get g = 0, β = 0 (so G stays flat after the last token and they drop out of every product). */
-__device__ __forceinline__ void chunk_gates(const Params &p, const Cta &cta, Gates &gt, const GateInputs &in, int len)
+__device__ __forceinline__ void chunk_gates(const Params &p, const Item &it, int head, Gates &gt)
 {
     const la_layer &L = p.layer;
     const int lane = threadIdx.x & 31;
-    const float rate = expf(L.A_log[cta.head]);
-    const float dt_bias = L.dt_bias ? L.dt_bias[cta.head] : 0.0f;
+    const float rate = expf(L.A_log[head]);
+    const float dt_bias = L.dt_bias ? L.dt_bias[head] : 0.0f;
     float g[2], beta[2];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-        const bool real = 2 * lane + e < len;
-        g[e] = !real ? 0.0f : p.io.a ? -rate * softplus(bf16_bits_to_float(in.a[e]) + dt_bias) : -rate;
-        beta[e] = real && L.kind == LA_KIND_GATED_DELTANET ? sigmoid(bf16_bits_to_float(in.b[e])) : 0.0f;
+        const int i = 2 * lane + e;
+        const bool real = i < it.len;
+        const int64_t row = it.row0 + i;
+        g[e] = !real ? 0.0f
+               : p.io.a ? -rate * softplus(bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) + dt_bias)
+                        : -rate;
+        beta[e] = real && L.kind == LA_KIND_GATED_DELTANET
+                      ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head]))
+                      : 0.0f;
     }
     float incl = g[0] + g[1];
 #pragma unroll
@@ -527,8 +633,6 @@ __device__ __forceinline__ void chunk_gates(const Params &p, const Cta &cta, Gat
     }
 }
 
-/* ---- stage 2: the products -------------------------------------------------------------------------------- */
-
 static_assert(kBlocks == 4, "the block orders below assume 4 blocks of 16 tokens");
 
 /* Lower 16×16 blocks (bi >= bj) of a 4×4 block matrix, in a fixed order (10 of them). */
@@ -545,15 +649,15 @@ __device__ __forceinline__ void strictly_lower_block(int index, int &bi, int &bj
     bj = index - (bi - 1) * bi / 2;
 }
 
-/* A 16×16 block of stage 2: which = 0: P (n_q n_k (q̂·k̂) D, diagonal included); 1: A (β n_k n_k (k̂·k̂) D, strictly
+/* A 16×16 block of P (which = 0: n_q n_k (q̂·k̂) D, diagonal included) or A (which = 1: β n_k n_k (k̂·k̂) D, strictly
  * lower; diagonal blocks kept in fp32, the others negated in fp16). */
 struct Block {
     int which, bi, bj;
 };
 
-/* This warp's blocks in stage 2: GDN solver warps take the diagonal blocks of A (2 each), the other warps share
- * the 10 lower blocks of P and (GDN) the 6 off-diagonal blocks of A round-robin. Returns how many (1 to 3). */
-__device__ __forceinline__ int stage2_blocks(bool delta, int warp, Block (&blk)[3])
+/* This warp's blocks: GDN solver warps take the diagonal blocks of A (2 each), the other warps share the 10 lower
+ * blocks of P and (GDN) the 6 off-diagonal blocks of A round-robin. Returns how many (1 to 3). */
+__device__ __forceinline__ int warp_blocks(bool delta, int warp, Block (&blk)[3])
 {
     if (delta && warp >= kSolverWarp0) {
         const int b = 2 * (warp - kSolverWarp0);
@@ -577,59 +681,37 @@ __device__ __forceinline__ int stage2_blocks(bool delta, int warp, Block (&blk)[
     return count;
 }
 
-__device__ __forceinline__ const __half (*block_lhs(Smem &sm, const Block &b))[kDk + 8]
+/* The blocks' Gram products over dk, loads one k-step ahead of the mma. */
+template <int N>
+__device__ __forceinline__ void block_products(const PrepSmem &sm, int key, const Block (&blk)[3],
+                                               float (&acc)[3][2][4])
 {
-    return b.which == 0 ? sm.q : sm.k;
-}
-
-/* Fragments of one k-step (16 of dk) of stage 2: for each block, for Y = Q̂ S' and (GDN) X = K̂ S'. */
-template <int N> struct Stage2Fragments {
-    uint32_t a[N][4], b[N][4], s[4], q[4], k[4];
-};
-
-template <int N, bool kDelta>
-__device__ __forceinline__ void load_stage2(Smem &sm, const Block (&blk)[3], int mt, int nh, int kk,
-                                            Stage2Fragments<N> &f)
-{
+    uint32_t a[2][N][4], b[2][N][4];
+    auto load = [&](int kk, int buf) {
 #pragma unroll
-    for (int n = 0; n < N; ++n) {
-        load_a(block_lhs(sm, blk[n]), 16 * blk[n].bi, 16 * kk, f.a[n]);
-        load_b_nk(sm.k, 16 * blk[n].bj, 16 * kk, f.b[n]);
-    }
-    load_b_kn(sm.s, 16 * kk, 16 * nh, f.s);
-    load_a(sm.q, 16 * mt, 16 * kk, f.q);
-    if (kDelta) load_a(sm.k, 16 * mt, 16 * kk, f.k);
-}
-
-/* All products of a warp in stage 2 in one k-loop over dk: N blocks and, for its 16 tokens (m-tile mt) and 16
- * columns (nh), Y = Q̂ S' and (GDN) X = K̂ S' (S' = S · 2^s). Loads run one k-step ahead of the mma. */
-template <int N, bool kDelta>
-__device__ __forceinline__ void stage2_products(Smem &sm, const Block (&blk)[3], int mt, int nh,
-                                                float (&acc)[3][2][4], float (&y)[2][4], float (&x)[2][4])
-{
-    Stage2Fragments<N> f[2];
-    load_stage2<N, kDelta>(sm, blk, mt, nh, 0, f[0]);
+        for (int n = 0; n < N; ++n) {
+            load_a_swizzled(blk[n].which == 0 ? sm.q : sm.k, key, 16 * blk[n].bi, 16 * kk, a[buf][n]);
+            load_b_nk_swizzled(sm.k, key, 16 * blk[n].bj, 16 * kk, b[buf][n]);
+        }
+    };
+    load(0, 0);
 #pragma unroll
     for (int kk = 0; kk < kDk / 16; ++kk) {
         const int cur = kk & 1;
-        if (kk + 1 < kDk / 16) load_stage2<N, kDelta>(sm, blk, mt, nh, kk + 1, f[cur ^ 1]);
+        if (kk + 1 < kDk / 16) load(kk + 1, cur ^ 1);
 #pragma unroll
         for (int n = 0; n < N; ++n) {
-            mma(acc[n][0], f[cur].a[n], f[cur].b[n][0], f[cur].b[n][1]);
-            mma(acc[n][1], f[cur].a[n], f[cur].b[n][2], f[cur].b[n][3]);
-        }
-        mma(y[0], f[cur].q, f[cur].s[0], f[cur].s[1]);
-        mma(y[1], f[cur].q, f[cur].s[2], f[cur].s[3]);
-        if (kDelta) {
-            mma(x[0], f[cur].k, f[cur].s[0], f[cur].s[1]);
-            mma(x[1], f[cur].k, f[cur].s[2], f[cur].s[3]);
+            mma(acc[n][0], a[cur][n], b[cur][n][0], b[cur][n][1]);
+            mma(acc[n][1], a[cur][n], b[cur][n][2], b[cur][n][3]);
         }
     }
 }
 
-/* Scales, masks and stores one block of stage 2 (see Block). */
-__device__ __forceinline__ void block_epilogue(Smem &sm, const Gates &gt, const Block &blk, const float (&acc)[2][4])
+/* Scales and masks one block: P into the workspace (rows of real tokens), A into shared memory. */
+__device__ __forceinline__ void block_epilogue(const Params &p, const Item &it, int head, PrepSmem &sm,
+                                               const Block &blk, const float (&acc)[2][4])
 {
+    const Gates &gt = sm.gates;
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int bi = blk.bi, bj = blk.bj;
     float col[2][2]; /* n_k (times e^{G_{16bi} − G_j} off the diagonal) of this thread's columns */
@@ -645,6 +727,8 @@ __device__ __forceinline__ void block_epilogue(Smem &sm, const Gates &gt, const 
         const int i = 16 * bi + g + 8 * half;
         float row = blk.which == 0 ? sm.nq[i] : gt.beta[i] * sm.nk[i];
         if (bi != bj) row *= gt.row_f[i];
+        const int64_t batch_row = it.row0 + i;
+        __half *p_row = p.ws.p + (head * p.ws.rows + batch_row) * kChunk;
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
             float val[2];
@@ -660,7 +744,9 @@ __device__ __forceinline__ void block_epilogue(Smem &sm, const Gates &gt, const 
             }
             const int j0 = 16 * bj + 8 * nt + 2 * t;
             if (blk.which == 0) {
-                *reinterpret_cast<uint32_t *>(&sm.p[i][j0]) = pack_half2(val[0], val[1]);
+                if (i < it.len)
+                    *reinterpret_cast<uint32_t *>(p_row + swizzled_col(batch_row, j0) + (j0 & 7)) =
+                        pack_half2(val[0], val[1]);
             } else if (bi != bj) {
                 *reinterpret_cast<uint32_t *>(&sm.a_neg[i][j0]) = pack_half2(-val[0], -val[1]);
             } else {
@@ -671,20 +757,18 @@ __device__ __forceinline__ void block_epilogue(Smem &sm, const Gates &gt, const 
     }
 }
 
-template <int N, bool kDelta>
-__device__ __forceinline__ void stage2_warp(Smem &sm, const Gates &gt, const Block (&blk)[3], int mt, int nh,
-                                            float (&y)[2][4], float (&x)[2][4])
+template <int N>
+__device__ __forceinline__ void warp_blocks_run(const Params &p, const Item &it, int head, int key, PrepSmem &sm,
+                                                const Block (&blk)[3])
 {
     float acc[3][2][4] = {};
-    stage2_products<N, kDelta>(sm, blk, mt, nh, acc, y, x);
+    block_products<N>(sm, key, blk, acc);
 #pragma unroll
-    for (int n = 0; n < N; ++n) block_epilogue(sm, gt, blk[n], acc[n]);
+    for (int n = 0; n < N; ++n) block_epilogue(p, it, head, sm, blk[n], acc[n]);
 }
 
-/* ---- stage 3: the triangular solve (GDN), on Uᵀ -------------------------------------------------------------- */
-
 /* Column c of (I + A_bb)^{-1} by forward substitution, written as fp16. */
-__device__ __forceinline__ void invert_diagonal_column(Smem &sm, int b, int c)
+__device__ __forceinline__ void invert_diagonal_column(PrepSmem &sm, int b, int c)
 {
     float t[16];
 #pragma unroll
@@ -698,70 +782,259 @@ __device__ __forceinline__ void invert_diagonal_column(Smem &sm, int b, int c)
     for (int i = 0; i < 16; ++i) sm.tinv[b][i][c] = __float2half_rn(t[i]);
 }
 
-/* Solver warp `solver`, after its diagonal blocks of A (2·solver, 2·solver + 1) are stored: their inverses. */
-__device__ __forceinline__ void invert_own_diagonal_blocks(Smem &sm, int solver)
-{
-    const int lane = threadIdx.x & 31;
-    __syncwarp();
-    invert_diagonal_column(sm, 2 * solver + (lane >> 4), lane & 15);
-}
+constexpr int kWSlabs = kDk / 16; /* 16-column slabs of W's right-hand side; U₀'s follow */
 
-/* Uᵀ for the 16 columns of solver warp `solver`: Uᵀ_b = (R'ᵀ_b − Σ_{c<b} Uᵀ_c A_bcᵀ) T_bbᵀ, R' = R · 2^e. */
-__device__ __forceinline__ void solve_u(Smem &sm, const Gates &gt, int solver, float u_scale)
+/* Solves T X = R for the 16 columns col0.. of R = [diag(β e^G n_k) K̂ · 2^w | diag(β) V · 2^u] on Xᵀ, block by
+ * block: Xᵀ_b = (Rᵀ_b − Σ_{c<b} Xᵀ_c A_bcᵀ) T_bbᵀ, in place: W's columns (kW) in the swizzled k̂ tile, U₀'s in the
+ * v tiles. Each element is read as the right-hand side and overwritten with the solution by the same thread. */
+template <bool kW> __device__ __forceinline__ void solve_slab(PrepSmem &sm, int key, int col0, float scale)
 {
+    const Gates &gt = sm.gates;
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int col = 16 * solver + g;
-    uint32_t u_frag[kBlocks][4];
+    /* the element of row i in column col0 + g + 8h */
+    auto element = [&](int i, int h) -> __half * {
+        if (kW) return &sm.k[i][((((col0 >> 3) + h) ^ ((key + i) & 7)) << 3) + g];
+        return &sm.v[col0 / kTileCols][i][col0 % kTileCols + g + 8 * h];
+    };
+    uint32_t x_frag[kBlocks][4];
 #pragma unroll
     for (int b = 0; b < kBlocks; ++b) {
-        /* everything of this block that does not depend on earlier blocks is loaded first */
         uint32_t a_frag[kBlocks - 1][4], tb[4];
 #pragma unroll
         for (int c = 0; c < b; ++c) load_b_nk(sm.a_neg, 16 * b, 16 * c, a_frag[c]);
         load_b_nk(sm.tinv[b], 0, 0, tb);
         float acc[2][4];
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-            const int i = 16 * b + 8 * nt + 2 * t;
-            acc[nt][0] = sm.r[i][col] * u_scale;
-            acc[nt][1] = sm.r[i + 1][col] * u_scale;
-            acc[nt][2] = sm.r[i][col + 8] * u_scale;
-            acc[nt][3] = sm.r[i + 1][col + 8] * u_scale;
-        }
-        float scale_ut[2][2];
-#pragma unroll
         for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int i = 16 * b + 8 * nt + 2 * t + e;
-                scale_ut[nt][e] = gt.gamma[i] * sm.nk[i];
+            for (int r = 0; r < 2; ++r) {
+                const int i = 16 * b + 8 * nt + 2 * t + r;
+                const float f = kW ? gt.beta[i] * gt.exp_g[i] * sm.nk[i] * scale : gt.beta[i] * sm.v_inv[i] * scale;
+                acc[nt][r] = __half2float(*element(i, 0)) * f;
+                acc[nt][2 + r] = __half2float(*element(i, 1)) * f;
             }
 #pragma unroll
         for (int c = 0; c < b; ++c) {
-            mma(acc[0], u_frag[c], a_frag[c][0], a_frag[c][1]);
-            mma(acc[1], u_frag[c], a_frag[c][2], a_frag[c][3]);
+            mma(acc[0], x_frag[c], a_frag[c][0], a_frag[c][1]);
+            mma(acc[1], x_frag[c], a_frag[c][2], a_frag[c][3]);
         }
         uint32_t rhs[4];
         accumulators_to_a(acc, rhs);
-        float u[2][4] = {};
-        mma(u[0], rhs, tb[0], tb[1]);
-        mma(u[1], rhs, tb[2], tb[3]);
-        accumulators_to_a(u, u_frag[b]);
+        float x[2][4] = {};
+        mma(x[0], rhs, tb[0], tb[1]);
+        mma(x[1], rhs, tb[2], tb[3]);
+        accumulators_to_a(x, x_frag[b]);
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
+        for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int i = 16 * b + 8 * nt + 2 * t + (e & 1), j = col + 8 * (e >> 1);
-                sm.u[i][j] = __float2half_rn(u[nt][e]);
-                sm.ut[i][j] = __float2half_rn(u[nt][e] * scale_ut[nt][e & 1]);
+            for (int r = 0; r < 2; ++r) {
+                const int i = 16 * b + 8 * nt + 2 * t + r;
+                *element(i, 0) = __float2half_rn(x[nt][r]);
+                *element(i, 1) = __float2half_rn(x[nt][2 + r]);
             }
-        }
     }
 }
 
-/* ---- state tile in registers: warp w holds rows 16w.., all 32 columns (4 n-tiles) ----------------------------- */
+/* Rows [0, len) of the shared v tiles (now U₀ · 2^u, or V · 2^u) back to the head's tiles in the workspace. */
+__device__ __forceinline__ void store_u(const Params &p, const Item &it, int head, const PrepSmem &sm)
+{
+    for (int idx = threadIdx.x; idx < p.tiles * it.len * (kTileCols / 8); idx += kThreads) {
+        const int tile = idx / (it.len * kTileCols / 8), r = (idx / (kTileCols / 8)) % it.len;
+        const int c = 8 * (idx % (kTileCols / 8));
+        __half *dst = p.ws.u + ((int64_t)(head * p.tiles + tile) * p.ws.rows + it.row0 + r) * kTileCols + c;
+        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(&sm.v[tile][r][c]);
+    }
+}
 
-template <typename State> __device__ __forceinline__ State *state_tile(const Params &p, const Cta &cta, int slot)
+/* One CTA per (chunk, v-head): P, and (GDN) T's blocks, their inverse by blocks and the solve for W and U₀ over
+ * 128 + dv right-hand columns; everything into the workspace, with the per-token factors of the chain. */
+template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_kernel(const __grid_constant__ Params p)
+{
+    extern __shared__ __align__(16) unsigned char smem_bytes[];
+    PrepSmem &sm = *reinterpret_cast<PrepSmem *>(smem_bytes);
+    const la_layer &L = p.layer;
+    Item it;
+    if (!item_of_block(p, it)) return;
+    const int head = blockIdx.y, qk_head = head / (L.hv / L.hk), key = (int)(it.row0 & 7);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31;
+
+    load_prepare_inputs(p, it, head, qk_head, sm);
+    if (warp == kGateWarp) chunk_gates(p, it, head, sm.gates);
+    wait_async_copies();
+    __syncthreads();
+
+    const Gates &gt = sm.gates;
+    if (tid < it.len) {
+        p.ws.factors[head * p.ws.rows + it.row0 + tid] =
+            make_float4(gt.exp_g[tid] * sm.nq[tid], gt.gamma[tid] * sm.nk[tid], 0.0f, 0.0f);
+    }
+    /* bounds of the right-hand sides: β e^G n_k for W (k̂ is a unit vector); 2^15 / (v's row scale) for U₀ */
+    float w_bound = 0.0f, u_bound = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        const int i = 2 * lane + e;
+        w_bound = fmaxf(w_bound, gt.beta[i] * gt.exp_g[i] * sm.nk[i]);
+        u_bound = fmaxf(u_bound, sm.v_inv[i] * 32768.0f);
+    }
+    const float w_scale = kDelta ? pow2_scale(warp_max(w_bound), kSolveTarget) : 1.0f;
+    const float u_scale = pow2_scale(warp_max(u_bound), kSolveTarget);
+    if (tid == 0)
+        p.ws.chunk[head * p.ws.rows + it.row0] =
+            make_float4(gt.exp_g[kChunk - 1], kDelta ? 1.0f / w_scale : 0.0f, 1.0f / u_scale, 0.0f);
+
+    Block blk[3];
+    const int blocks = warp_blocks(kDelta, warp, blk);
+    if (blocks == 3)
+        warp_blocks_run<3>(p, it, head, key, sm, blk);
+    else if (blocks == 2)
+        warp_blocks_run<2>(p, it, head, key, sm, blk);
+    else
+        warp_blocks_run<1>(p, it, head, key, sm, blk);
+
+    if (!kDelta) { /* U = V, in the chunk's own scale */
+        for (int idx = tid; idx < p.tiles * kChunk * kTileCols; idx += kThreads) {
+            const int tile = idx / (kChunk * kTileCols), r = (idx / kTileCols) % kChunk, c = idx % kTileCols;
+            sm.v[tile][r][c] = __float2half_rn(__half2float(sm.v[tile][r][c]) * sm.v_inv[r] * u_scale);
+        }
+        __syncthreads();
+        store_u(p, it, head, sm);
+        return;
+    }
+
+    if (warp >= kSolverWarp0) {
+        __syncwarp();
+        invert_diagonal_column(sm, 2 * (warp - kSolverWarp0) + (lane >> 4), lane & 15);
+    }
+    __syncthreads();
+    for (int slab = warp; slab < kWSlabs + L.dv / 16; slab += kWarps) {
+        if (slab < kWSlabs)
+            solve_slab<true>(sm, key, 16 * slab, w_scale);
+        else
+            solve_slab<false>(sm, key, 16 * (slab - kWSlabs), u_scale);
+    }
+    __syncthreads();
+    /* W: the k̂ tile's rows are already swizzled like the workspace's */
+    __half *w_rows = p.ws.w + (head * p.ws.rows + it.row0) * kDk;
+    for (int idx = tid; idx < it.len * kDk / 8; idx += kThreads)
+        reinterpret_cast<uint4 *>(w_rows)[idx] = reinterpret_cast<const uint4 *>(&sm.k[0][0])[idx];
+    store_u(p, it, head, sm);
+}
+
+/* ---- pass 4: the state chain ---------------------------------------------------------------------------------- */
+
+/* One chunk's workspace tiles for a chain CTA, as bulk copies leave them: w, q, k and p swizzled like the workspace
+ * rows (by the row's index in the batch, so by key + r, key = the chunk's first row & 7); rows past the chunk's
+ * tokens are zero. */
+struct alignas(16) ChainStage {
+    __half w[kChunk][kDk];
+    __half q[kChunk][kDk];
+    __half k[kChunk][kDk];
+    __half p[kChunk][kChunk];
+    __half u[kChunk][kTileCols];
+    float4 factors[kChunk];
+    float4 chunk;
+};
+
+struct alignas(16) ChainSmem {
+    ChainStage stage[2];              /* by chunk parity: the next chunk's arrive during this one */
+    __half s[kDk][kTileCols + 8];     /* state tile · 2^s (padded rows: conflict-free ldmatrix) */
+    __half un[kChunk][kTileCols + 8]; /* U · σ, σ per 16×16 block */
+    __half ut[kChunk][kTileCols + 8]; /* e^{G_C − G} n_k U · σ */
+    float sigma_inv[kBlocks][2];      /* 1/σ by (16-token block, 16-column half) */
+    unsigned s_max[2];                /* float bits of max |S|, by chunk parity */
+    uint64_t arrived[2];              /* mbarriers: stage[b]'s bulk copies have landed */
+};
+
+/* One chain CTA's view: its sequence, v-head, tile and q/k head. */
+struct ChainCta {
+    la_seq seq;
+    int head, tile, qk_head;
+};
+
+/* What a chain warp owns: in the products the 16×16 block (mt, nh) of X = W S' (x_warp) or of Y = Q̂ S' and then of
+ * O; in the update the 16 rows 16·rows.. and 16 columns 16·cols.. of the state tile. */
+struct ChainWarp {
+    bool x_warp;
+    int mt, nh, rows, cols;
+};
+
+__device__ __forceinline__ ChainWarp chain_warp()
+{
+    const int w = threadIdx.x / 32;
+    return {w < kChainWarps / 2, (w >> 1) & 3, w & 1, w & 7, w >> 3};
+}
+
+/* ---- bulk copies behind an mbarrier ----------------------------------------------------------------------------- */
+
+__device__ __forceinline__ void barrier_init(uint64_t *bar)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+}
+
+/* The one arrival of the phase, announcing `bytes` bytes of copies that complete it. */
+__device__ __forceinline__ void barrier_expect(uint64_t *bar, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void barrier_wait(uint64_t *bar, unsigned phase)
+{
+    asm volatile("{\n\t.reg .pred done;\n"
+                 "WAIT_%=:\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
+                 "@!done bra WAIT_%=;\n}" ::"r"(smem_addr(bar)),
+                 "r"(phase)
+                 : "memory");
+}
+
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar))
+                 : "memory");
+}
+
+/* Zeros rows [len, C) of a stage (a chunk shorter than C: the first or the last of a step), by threads
+ * [0, kWorkers). */
+template <bool kDelta, int kWorkers> __device__ __forceinline__ void zero_stage_tail(ChainStage &st, int len)
+{
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    for (int r = len + (int)threadIdx.x / 16; r < kChunk; r += kWorkers / 16) {
+        const int c = 8 * (threadIdx.x % 16);
+        if (kDelta) *reinterpret_cast<uint4 *>(&st.w[r][c]) = zero;
+        *reinterpret_cast<uint4 *>(&st.q[r][c]) = zero;
+        *reinterpret_cast<uint4 *>(&st.k[r][c]) = zero;
+        if (c < kChunk) *reinterpret_cast<uint4 *>(&st.p[r][c]) = zero;
+        if (c < kTileCols) *reinterpret_cast<uint4 *>(&st.u[r][c]) = zero;
+        if (c == 0) st.factors[r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+}
+
+/* Thread 0: the bulk copies of the chunk of `len` tokens at step token c0 into `st`, completing `bar`'s phase. */
+template <bool kDelta>
+__device__ __forceinline__ void fetch_stage(const Params &p, const ChainCta &cta, ChainStage &st, uint64_t *bar,
+                                            int c0, int len)
+{
+    const Workspace &ws = p.ws;
+    const int64_t row0 = cta.seq.token_offset + c0;
+    const unsigned row_bytes = kDk * sizeof(__half);
+    const unsigned bytes = (kDelta ? 3 : 2) * len * row_bytes + len * (unsigned)(kChunk + kTileCols) * sizeof(__half) +
+                           (len + 1) * (unsigned)sizeof(float4);
+    barrier_expect(bar, bytes);
+    if (kDelta) bulk_copy(st.w, ws.w + (cta.head * ws.rows + row0) * kDk, len * row_bytes, bar);
+    bulk_copy(st.q, ws.q + (cta.qk_head * ws.rows + row0) * kDk, len * row_bytes, bar);
+    bulk_copy(st.k, ws.k + (cta.qk_head * ws.rows + row0) * kDk, len * row_bytes, bar);
+    bulk_copy(st.p, ws.p + (cta.head * ws.rows + row0) * kChunk, len * kChunk * (unsigned)sizeof(__half), bar);
+    const int64_t tile = (int64_t)cta.head * p.tiles + cta.tile;
+    bulk_copy(st.u, ws.u + (tile * ws.rows + row0) * kTileCols, len * kTileCols * (unsigned)sizeof(__half), bar);
+    bulk_copy(st.factors, ws.factors + cta.head * ws.rows + row0, len * (unsigned)sizeof(float4), bar);
+    bulk_copy(&st.chunk, ws.chunk + cta.head * ws.rows + row0, sizeof(float4), bar);
+}
+
+/* ---- the state tile in registers: a warp's 16×16 block, mma accumulator layout (2 n-tiles) -------------------- */
+
+template <typename State> __device__ __forceinline__ State *state_tile(const Params &p, const ChainCta &cta, int slot)
 {
     const la_layer &L = p.layer;
     return static_cast<State *>(p.state.recurrent) + ((size_t)slot * L.hv + cta.head) * (size_t)kDk * L.dv +
@@ -787,99 +1060,154 @@ __device__ __forceinline__ void store2(uint16_t *dst, float a, float b)
     *reinterpret_cast<uint32_t *>(dst) = (uint32_t)float_to_bf16_bits(a) | ((uint32_t)float_to_bf16_bits(b) << 16);
 }
 
-template <typename State> __device__ __forceinline__ void load_state(const State *tile, int dv, float (&s)[4][4])
+/* The element (row, column) of the tile behind accumulator entry e of n-tile nt. */
+__device__ __forceinline__ int state_row(const ChainWarp &cw, int e) { return 16 * cw.rows + ((threadIdx.x & 31) >> 2) + 8 * (e >> 1); }
+__device__ __forceinline__ int state_col(const ChainWarp &cw, int nt) { return 16 * cw.cols + 8 * nt + 2 * (threadIdx.x & 3); }
+
+template <typename State>
+__device__ __forceinline__ void load_state(const State *tile, int dv, const ChainWarp &cw, float (&s)[2][4])
 {
-    const int w = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-            load2(tile + (size_t)(16 * w + g + 8 * h) * dv + 8 * nt + 2 * t, s[nt][2 * h], s[nt][2 * h + 1]);
+        for (int e = 0; e < 4; e += 2)
+            load2(tile + (size_t)state_row(cw, e) * dv + state_col(cw, nt), s[nt][e], s[nt][e + 1]);
 }
 
-template <typename State> __device__ __forceinline__ void store_state(State *tile, int dv, const float (&s)[4][4])
+template <typename State>
+__device__ __forceinline__ void store_state(State *tile, int dv, const ChainWarp &cw, const float (&s)[2][4])
 {
-    const int w = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-            store2(tile + (size_t)(16 * w + g + 8 * h) * dv + 8 * nt + 2 * t, s[nt][2 * h], s[nt][2 * h + 1]);
+        for (int e = 0; e < 4; e += 2)
+            store2(tile + (size_t)state_row(cw, e) * dv + state_col(cw, nt), s[nt][e], s[nt][e + 1]);
 }
 
-__device__ __forceinline__ float tile_abs_max(const float (&s)[4][4])
+__device__ __forceinline__ float block_abs_max(const float (&s)[2][4])
 {
     float m = 0.0f;
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) m = fmaxf(m, fabsf(s[nt][e]));
     return m;
 }
 
-/* S' = S · scale into shared memory as the fp16 operand of stage 2. */
-__device__ __forceinline__ void stage_state(Smem &sm, const float (&s)[4][4], float scale)
+/* S' = S · scale into shared memory as the fp16 operand of the products. */
+__device__ __forceinline__ void stage_state(ChainSmem &sm, const ChainWarp &cw, const float (&s)[2][4], float scale)
 {
-    const int w = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-            *reinterpret_cast<uint32_t *>(&sm.s[16 * w + g + 8 * h][8 * nt + 2 * t]) =
-                pack_half2(s[nt][2 * h] * scale, s[nt][2 * h + 1] * scale);
+        for (int e = 0; e < 4; e += 2)
+            *reinterpret_cast<uint32_t *>(&sm.s[state_row(cw, e)][state_col(cw, nt)]) =
+                pack_half2(s[nt][e] * scale, s[nt][e + 1] * scale);
 }
 
-/* Stage 4 of a warp, in one loop over the chunk's 16-token blocks:
- *   O = e^G n_q Y / 2^s + P U for its 16 tokens × 16 columns (m-tile mt, nh), written as bf16;
- *   S ← e^{G_C} S + K̂ᵀ Ũ' / 2^e for its 16 rows of the state (Ũ' = e^{G_C − G} n_k U · 2^e).
- * Blocks past the chunk's tokens add nothing and are skipped. */
-__device__ __forceinline__ void outputs_and_state(const Params &p, const Cta &cta, Smem &sm, const Gates &gt, int mt,
-                                                  int nh, int c0, int len, const float (&y)[2][4], float (&s)[4][4],
-                                                  float s_inv, float u_scale)
+/* The warp's block of X = W S' or Y = Q̂ S' (rows mt, columns nh). All fragments are loaded first, and even and
+ * odd k-steps accumulate apart, so the dependent mma chains are half as long. */
+__device__ __forceinline__ void state_product(const ChainSmem &sm, const __half (*lhs)[kDk], int key, int mt, int nh,
+                                              float (&acc)[2][4])
 {
-    const int w = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    float o[2][4];
+    constexpr int kSteps = kDk / 16;
+    uint32_t fa[kSteps][4], fs[kSteps][4];
+#pragma unroll
+    for (int kk = 0; kk < kSteps; ++kk) {
+        load_a_swizzled(lhs, key, 16 * mt, 16 * kk, fa[kk]);
+        load_b_kn(sm.s, 16 * kk, 16 * nh, fs[kk]);
+    }
+    float odd[2][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < kSteps; kk += 2) {
+        mma(acc[0], fa[kk], fs[kk][0], fs[kk][1]);
+        mma(acc[1], fa[kk], fs[kk][2], fs[kk][3]);
+        mma(odd[0], fa[kk + 1], fs[kk + 1][0], fs[kk + 1][1]);
+        mma(odd[1], fa[kk + 1], fs[kk + 1][2], fs[kk + 1][3]);
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] += odd[nt][e];
+}
+
+/* U = U₀ − X / (2^w 2^s) (GLA: U = V) for the warp's 16×16 block, into shared memory scaled by the block's own
+ * power of two σ (which keeps both copies in fp16's range), plain (for P U) and times e^{G_C − G} n_k (for the
+ * state). */
+template <bool kDelta>
+__device__ __forceinline__ void update_block(ChainSmem &sm, const ChainStage &st, int mt, int nh, int len,
+                                             float s_inv, const float (&x)[2][4])
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const float4 chunk = st.chunk;
+    const float x_factor = chunk.y * s_inv;
+    float u[2][4], largest = 0.0f; /* of |U| and |e^{G_C − G} n_k U| (n_k > 1 without the l2norm) */
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int i = 16 * mt + g + 8 * h;
-        const float f = gt.exp_g[i] * sm.nq[i] * s_inv * u_scale;
+        const float reach = fmaxf(1.0f, st.factors[i].y);
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+            const int j = 16 * nh + 8 * nt + 2 * t;
+            const float2 u0 = __half22float2(*reinterpret_cast<const __half2 *>(&st.u[i][j]));
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                float value = (e == 0 ? u0.x : u0.y) * chunk.z;
+                if (kDelta) value -= x[nt][2 * h + e] * x_factor;
+                value = i < len ? value : 0.0f;
+                u[nt][2 * h + e] = value;
+                largest = fmaxf(largest, fabsf(value) * reach);
+            }
+        }
+    }
+    const float sigma = pow2_scale(warp_max(largest), kUpdateTarget);
+    if (lane == 0) sm.sigma_inv[mt][nh] = 1.0f / sigma;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int i = 16 * mt + g + 8 * h;
+        const float f = st.factors[i].y * sigma;
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+            const int j = 16 * nh + 8 * nt + 2 * t;
+            *reinterpret_cast<uint32_t *>(&sm.un[i][j]) =
+                pack_half2(u[nt][2 * h] * sigma, u[nt][2 * h + 1] * sigma);
+            *reinterpret_cast<uint32_t *>(&sm.ut[i][j]) = pack_half2(u[nt][2 * h] * f, u[nt][2 * h + 1] * f);
+        }
+    }
+}
+
+/* O = e^G n_q Y / 2^s + P U for the warp's block (rows mt, columns nh), written as bf16; each 16-token block of U
+ * enters with its own 1/σ. */
+__device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, const ChainSmem &sm,
+                                        const ChainStage &st, int key, int mt, int nh, int c0, int len, float s_inv,
+                                        const float (&y)[2][4])
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    float o[2][4];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const float f = st.factors[16 * mt + g + 8 * h].x * s_inv;
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
             o[nt][2 * h] = y[nt][2 * h] * f;
             o[nt][2 * h + 1] = y[nt][2 * h + 1] * f;
         }
     }
-    const float pre = gt.exp_g[kChunk - 1] * u_scale, post = 1.0f / u_scale;
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nt][e] *= pre;
-
 #pragma unroll
     for (int kb = 0; kb < kBlocks; ++kb) {
-        if (16 * kb >= len) break;
-        uint32_t ap[4], bu[4], ak[4], b0[4], b1[4];
-        const bool output_block = kb <= mt;
-        if (output_block) {
-            load_a(sm.p, 16 * mt, 16 * kb, ap);
-            load_b_kn(sm.u, 16 * kb, 16 * nh, bu);
-        }
-        load_a_transposed(sm.k, 16 * w, 16 * kb, ak);
-        load_b_kn(sm.ut, 16 * kb, 0, b0);
-        load_b_kn(sm.ut, 16 * kb, 16, b1);
-        if (output_block) {
-            mma(o[0], ap, bu[0], bu[1]);
-            mma(o[1], ap, bu[2], bu[3]);
-        }
-        mma(s[0], ak, b0[0], b0[1]);
-        mma(s[1], ak, b0[2], b0[3]);
-        mma(s[2], ak, b1[0], b1[1]);
-        mma(s[3], ak, b1[2], b1[3]);
+        if (kb > mt || 16 * kb >= len) break;
+        uint32_t ap[4], bu[4];
+        load_a_swizzled(st.p, key, 16 * mt, 16 * kb, ap);
+        load_b_kn(sm.un, 16 * kb, 16 * nh, bu);
+        float d[2][4] = {};
+        mma(d[0], ap, bu[0], bu[1]);
+        mma(d[1], ap, bu[2], bu[3]);
+        const float inv = sm.sigma_inv[kb][nh];
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o[nt][e] = fmaf(d[nt][e], inv, o[nt][e]);
     }
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nt][e] *= post;
 
     const int col0 = cta.head * p.layer.dv + cta.tile * kTileCols + 16 * nh + 2 * t;
 #pragma unroll
@@ -889,7 +1217,7 @@ __device__ __forceinline__ void outputs_and_state(const Params &p, const Cta &ct
         uint16_t *row = p.io.out + (cta.seq.token_offset + c0 + i) * p.io.out_stride + col0;
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
-            const uint16_t lo = float_to_bf16_bits(o[nt][2 * h] * post), hi = float_to_bf16_bits(o[nt][2 * h + 1] * post);
+            const uint16_t lo = float_to_bf16_bits(o[nt][2 * h]), hi = float_to_bf16_bits(o[nt][2 * h + 1]);
             if (p.out_pairs) {
                 *reinterpret_cast<uint32_t *>(row + 8 * nt) = (uint32_t)lo | ((uint32_t)hi << 16);
             } else {
@@ -900,12 +1228,30 @@ __device__ __forceinline__ void outputs_and_state(const Params &p, const Cta &ct
     }
 }
 
-/* ---- the kernel ---------------------------------------------------------------------------------------------- */
-
-__device__ __forceinline__ int chunk_length(const la_seq &seq, int c0)
+/* S ← e^{G_C} S + K̂ᵀ Ũ for the warp's 16×16 block of the state tile. */
+__device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainStage &st, const ChainWarp &cw, int key,
+                                             int len, float (&s)[2][4])
 {
-    const int room = c0 == 0 ? kChunk - (int)(seq.start_position % kChunk) : kChunk;
-    return min(seq.num_tokens - c0, room);
+    const float decay = st.chunk.x;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nt][e] *= decay;
+#pragma unroll
+    for (int kb = 0; kb < kBlocks; ++kb) {
+        if (16 * kb >= len) break;
+        uint32_t ak[4], bu[4];
+        load_a_transposed_swizzled(st.k, key, 16 * cw.rows, 16 * kb, ak);
+        load_b_kn(sm.ut, 16 * kb, 16 * cw.cols, bu);
+        float d[2][4] = {};
+        mma(d[0], ak, bu[0], bu[1]);
+        mma(d[1], ak, bu[2], bu[3]);
+        const float inv = sm.sigma_inv[kb][cw.cols];
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[nt][e] = fmaf(d[nt][e], inv, s[nt][e]);
+    }
 }
 
 /* Checkpoint `index` of the batch, or one that is never reached when the sequence has no more. */
@@ -920,245 +1266,165 @@ __device__ __forceinline__ la_checkpoint next_checkpoint(const Params &p, int in
 }
 
 template <bool kDelta, typename State>
-__global__ void __launch_bounds__(kThreads, 1) chunk_prefill_kernel(const __grid_constant__ Params p)
+__global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_constant__ Params p)
 {
     extern __shared__ __align__(16) unsigned char smem_bytes[];
-    Smem &sm = *reinterpret_cast<Smem *>(smem_bytes);
+    ChainSmem &sm = *reinterpret_cast<ChainSmem *>(smem_bytes);
     const la_layer &L = p.layer;
 
-    Cta cta;
+    ChainCta cta;
     cta.tile = blockIdx.x % p.tiles;
     cta.head = (blockIdx.x / p.tiles) % L.hv;
     cta.seq = p.seqs[blockIdx.x / p.tiles / L.hv];
-    /* the whole cluster (one head) leaves together */
-    if (cta.seq.state_slot < 0 || cta.seq.num_tokens < p.min_tokens) return;
+    if (!runs_chunked(cta.seq, p.min_tokens)) return;
     cta.qk_head = cta.head / (L.hv / L.hk);
-    cta.halo = L.conv_width > 1 ? L.conv_width - 1 : 0;
-    cta.rank = cluster_rank();
-    cta.csize = cluster_size();
-    cta.qk_tokens = kChunk / (int)cta.csize;
-
-    const int tid = threadIdx.x, warp = tid / 32;
     const int n = cta.seq.num_tokens;
+    const int tid = threadIdx.x;
+    const ChainWarp cw = chain_warp();
 
     /* The state loads go first: nothing below needs them until the first chunk's products. */
-    float s[4][4] = {};
-    if (cta.seq.init_slot >= 0) load_state(state_tile<State>(p, cta, cta.seq.init_slot), L.dv, s);
-
-    for (int c = tid; c < kRawCols; c += kThreads) {
-        const int ch = raw_channel(p, cta, c);
-        for (int j = 0; j < kMaxWidth; ++j) sm.conv_w[j][c] = j < L.conv_width ? L.conv_weight[(size_t)ch * L.conv_width + j] : 0.0f;
-        sm.conv_b[c] = L.conv_width > 0 && L.conv_bias ? L.conv_bias[ch] : 0.0f;
+    float s[2][4] = {};
+    if (cta.seq.init_slot >= 0) load_state(state_tile<State>(p, cta, cta.seq.init_slot), L.dv, cw, s);
+    if (tid == 0) {
+        barrier_init(&sm.arrived[0]);
+        barrier_init(&sm.arrived[1]);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        sm.s_max[0] = sm.s_max[1] = 0u;
     }
-    if (tid < 2) sm.s_max[tid] = sm.v_max[tid] = sm.r_max[tid] = 0u;
-
-    GateInputs gates = {};
-    int len = n > 0 ? chunk_length(cta.seq, 0) : 0;
-    if (n > 0) load_chunk(p, cta, sm, 0, len, gates);
     __syncthreads();
-    block_max_into(&sm.s_max[0], tile_abs_max(s));
-    if (warp == kGateWarp && n > 0) chunk_gates(p, cta, sm.gates[0], gates, len);
+    if (n > 0) {
+        const int len0 = chunk_length(cta.seq, 0);
+        if (tid == 0) fetch_stage<kDelta>(p, cta, sm.stage[0], &sm.arrived[0], 0, len0);
+        if (len0 < kChunk) zero_stage_tail<kDelta, kChainThreads>(sm.stage[0], len0);
+    }
+    block_max_into(&sm.s_max[0], block_abs_max(s));
+    unsigned phases = 0u; /* bit b: the phase of arrived[b] to wait for next */
 
     /* The next checkpoint is fetched one chunk ahead, so its load never waits on the chunk's critical path. */
     int next_cp = cta.seq.checkpoint_begin;
     const int cp_end = cta.seq.checkpoint_begin + cta.seq.checkpoint_count;
     la_checkpoint next = next_checkpoint(p, next_cp, cp_end);
-    wait_chunk_loads();
-    cluster_barrier(cta.csize); /* every CTA of the cluster runs before anyone stores into it */
 
-    const int mt = warp & 3, nh = warp >> 2; /* this warp's tokens and columns in stages 2 and 4 */
-    const int lane = tid & 31, g = lane >> 2, t = lane & 3;
-    Block blk[3];
-    const int blocks = stage2_blocks(kDelta, warp, blk);
-    for (int c0 = 0, parity = 0; c0 < n; c0 += len, parity ^= 1) {
+    for (int c0 = 0, parity = 0, len; c0 < n; c0 += len, parity ^= 1) {
         len = chunk_length(cta.seq, c0);
-        const Gates &gt = sm.gates[parity];
+        const ChainStage &st = sm.stage[parity];
+        const int key = (int)((cta.seq.token_offset + c0) & 7);
+        barrier_wait(&sm.arrived[parity], (phases >> parity) & 1u);
+        phases ^= 1u << parity;
+        __syncthreads(); /* S's maximum is in; the previous chunk is done with everything */
 
-        /* ---- stage 1 ---- */
-        const float s_scale = pow2_scale(__uint_as_float(sm.s_max[parity]), kStateTarget);
-        stage_state(sm, s, s_scale);
-        if (tid == 0) sm.s_max[parity ^ 1] = sm.v_max[parity ^ 1] = sm.r_max[parity ^ 1] = 0u;
-        block_max_into(&sm.v_max[parity], conv_chunk(p, cta, sm, len));
-        cluster_barrier(cta.csize);
-
-        /* the next chunk's inputs stream in while this one is computed */
-        const int next_c0 = c0 + len, next_len = next_c0 < n ? chunk_length(cta.seq, next_c0) : 0;
-        if (next_len > 0) load_chunk(p, cta, sm, next_c0, next_len, gates);
-
-        /* ---- stage 2 ---- */
-        float y[2][4] = {}, x[2][4] = {};
-        if (blocks == 3)
-            stage2_warp<3, kDelta>(sm, gt, blk, mt, nh, y, x);
-        else if (blocks == 2)
-            stage2_warp<2, kDelta>(sm, gt, blk, mt, nh, y, x);
-        else
-            stage2_warp<1, kDelta>(sm, gt, blk, mt, nh, y, x);
-        if (kDelta && warp >= kSolverWarp0) invert_own_diagonal_blocks(sm, warp - kSolverWarp0);
-        const float s_inv = 1.0f / s_scale;
-        if (kDelta) {
-            float r_abs = 0.0f;
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int i = 16 * mt + g + 8 * h;
-                const float f = gt.exp_g[i] * sm.nk[i] * s_inv, beta = gt.beta[i];
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt) {
-                    const int j = 16 * nh + 8 * nt + 2 * t;
-                    const float2 v = *reinterpret_cast<const float2 *>(&sm.v[i][j]);
-                    const float r0 = beta * (v.x - f * x[nt][2 * h]), r1 = beta * (v.y - f * x[nt][2 * h + 1]);
-                    *reinterpret_cast<float2 *>(&sm.r[i][j]) = make_float2(r0, r1);
-                    r_abs = fmaxf(r_abs, fmaxf(fabsf(r0), fabsf(r1)));
-                }
-            }
-            block_max_into(&sm.r_max[parity], r_abs);
-        } else {
-            const float u_scale = pow2_scale(__uint_as_float(sm.v_max[parity]), kUTarget);
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int i = 16 * mt + g + 8 * h;
-                const float f = gt.gamma[i] * sm.nk[i];
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt) {
-                    const int j = 16 * nh + 8 * nt + 2 * t;
-                    const float2 v = *reinterpret_cast<const float2 *>(&sm.v[i][j]);
-                    *reinterpret_cast<uint32_t *>(&sm.u[i][j]) = pack_half2(v.x * u_scale, v.y * u_scale);
-                    *reinterpret_cast<uint32_t *>(&sm.ut[i][j]) = pack_half2(v.x * u_scale * f, v.y * u_scale * f);
-                }
-            }
-        }
+        const float s_scale = pow2_scale(__uint_as_float(sm.s_max[parity]), kStateTarget), s_inv = 1.0f / s_scale;
+        stage_state(sm, cw, s, s_scale);
+        if (tid == 0) sm.s_max[parity ^ 1] = 0u;
         __syncthreads();
 
-        /* ---- stage 3 ---- */
-        const float u_scale = pow2_scale(__uint_as_float(kDelta ? sm.r_max[parity] : sm.v_max[parity]), kUTarget);
-        if (kDelta) {
-            if (warp >= kSolverWarp0) solve_u(sm, gt, warp - kSolverWarp0, u_scale);
-            __syncthreads();
-        }
+        float acc[2][4] = {};
+        if (!cw.x_warp || kDelta) state_product(sm, cw.x_warp ? st.w : st.q, key, cw.mt, cw.nh, acc);
+        if (cw.x_warp) update_block<kDelta>(sm, st, cw.mt, cw.nh, len, s_inv, acc);
+        __syncthreads();
 
-        /* ---- stage 4 ---- */
-        outputs_and_state(p, cta, sm, gt, mt, nh, c0, len, y, s, s_inv, u_scale);
-        block_max_into(&sm.s_max[parity ^ 1], tile_abs_max(s));
+        /* The next chunk's tiles are fetched by the X warps, which wait here while the others write outputs: off the
+         * chain's critical path. Its stage was last read in the previous chunk. */
+        const int next_c0 = c0 + len;
+        if (cw.x_warp && next_c0 < n) {
+            const int next_len = chunk_length(cta.seq, next_c0);
+            if (tid == 0) fetch_stage<kDelta>(p, cta, sm.stage[parity ^ 1], &sm.arrived[parity ^ 1], next_c0, next_len);
+            if (next_len < kChunk) zero_stage_tail<kDelta, kChainThreads / 2>(sm.stage[parity ^ 1], next_len);
+        }
+        if (!cw.x_warp) outputs(p, cta, sm, st, key, cw.mt, cw.nh, c0, len, s_inv, acc);
+        update_state(sm, st, cw, key, len, s);
+        block_max_into(&sm.s_max[parity ^ 1], block_abs_max(s));
         const int64_t done = cta.seq.start_position + c0 + len;
         for (; next.position <= done; next = next_checkpoint(p, ++next_cp, cp_end))
-            if (next.position == done) store_state(state_tile<State>(p, cta, next.slot), L.dv, s);
-        if (warp == kGateWarp && next_len > 0) chunk_gates(p, cta, sm.gates[parity ^ 1], gates, next_len);
-        wait_chunk_loads();
-        cluster_barrier(cta.csize);
+            if (next.position == done) store_state(state_tile<State>(p, cta, next.slot), L.dv, cw, s);
     }
-    store_state(state_tile<State>(p, cta, cta.seq.state_slot), L.dv, s);
+    store_state(state_tile<State>(p, cta, cta.seq.state_slot), L.dv, cw, s);
 }
 
 /* ---- launch ---------------------------------------------------------------------------------------------------- */
 
 bool aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
 
-/* Clusters of dv tiles of one head share the q/k conv: the cluster size must divide the tiles of a head and the
- * chunk. The largest such size, except where all CTAs fit in one wave of single CTAs but not of clusters (a GPC holds
- * whole clusters only, so fewer CTAs run at once): then the largest that still fits, or none. */
 template <typename Kernel>
-unsigned cluster_size_for(Kernel kernel, cudaLaunchConfig_t config, int tiles, unsigned blocks)
+cudaError_t launch(Kernel kernel, dim3 grid, int threads, size_t smem, const Params &p, cudaStream_t stream)
 {
-    int device = 0, sms = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 1;
-    }
-    for (int size = kMaxCluster; size >= 2; size /= 2) {
-        if (tiles % size != 0 || kChunk % size != 0) continue;
-        config.attrs[0].val.clusterDim.x = (unsigned)size;
-        int clusters = 0;
-        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-            (void)cudaGetLastError();
-            continue;
-        }
-        if (clusters > 0 && (blocks > (unsigned)sms || blocks / (unsigned)size <= (unsigned)clusters))
-            return (unsigned)size;
-    }
-    return 1;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (err != cudaSuccess) return err;
+    kernel<<<grid, threads, smem, stream>>>(p);
+    return cudaGetLastError();
 }
 
-template <bool kDelta, typename State>
-cudaError_t launch(const Params &p, unsigned blocks, bool allow_clusters, cudaStream_t stream)
+template <bool kDelta, typename State> cudaError_t launch_passes(const Params &p, unsigned chains, cudaStream_t stream)
 {
-    auto kernel = chunk_prefill_kernel<kDelta, State>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sizeof(Smem));
-    if (err != cudaSuccess) return err;
-
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(blocks);
-    config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = sizeof(Smem);
-    config.stream = stream;
-    cudaLaunchAttribute attribute;
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = 1;
-    attribute.val.clusterDim.y = 1;
-    attribute.val.clusterDim.z = 1;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
-    attribute.val.clusterDim.x = allow_clusters ? cluster_size_for(kernel, config, p.tiles, blocks) : 1;
-    if (attribute.val.clusterDim.x == 1) config.numAttrs = 0;
-    err = cudaLaunchKernelEx(&config, kernel, p);
-    return err != cudaSuccess ? err : cudaGetLastError();
+    chunk_map_kernel<<<1, kMapThreads, 0, stream>>>(p);
+    cudaError_t err = cudaGetLastError();
+    if (err == cudaSuccess) {
+        conv_kernel<<<dim3((unsigned)p.ws.max_items, (unsigned)(2 * p.layer.hk + p.layer.hv)), kConvThreads, 0,
+                      stream>>>(p);
+        err = cudaGetLastError();
+    }
+    if (err == cudaSuccess)
+        err = launch(prepare_kernel<kDelta>, dim3((unsigned)p.ws.max_items, (unsigned)p.layer.hv), kThreads,
+                     sizeof(PrepSmem), p, stream);
+    if (err == cudaSuccess)
+        err = launch(chain_kernel<kDelta, State>, dim3(chains), kChainThreads, sizeof(ChainSmem), p, stream);
+    return err;
 }
 
 bool supported(const la_layer &L)
 {
     return (L.kind == LA_KIND_GATED_DELTANET || L.kind == LA_KIND_SIMPLE_GLA) && L.hk > 0 && L.hv > 0 &&
-           L.hv % L.hk == 0 && L.dk == kDk && L.dv >= kTileCols && L.dv % kTileCols == 0 && L.conv_width >= 0 &&
-           L.conv_width <= kMaxWidth && (L.state_dtype == LA_STATE_F32 || L.state_dtype == LA_STATE_BF16);
+           L.hv % L.hk == 0 && L.dk == kDk && L.dv >= kTileCols && L.dv <= kMaxDv && L.dv % kTileCols == 0 &&
+           L.conv_width >= 0 && L.conv_width <= kMaxWidth &&
+           (L.state_dtype == LA_STATE_F32 || L.state_dtype == LA_STATE_BF16);
 }
 
 } // namespace
 
 extern "C" int la_cuda_chunk_prefill_supported(const la_layer *layer) { return supported(*layer); }
 
-/* The launcher behind the public entries: sequences with fewer than min_tokens tokens are skipped. */
-static int chunk_prefill(const la_layer *layer, const la_batch *batch, const la_io *io, const la_state_view *state,
-                         struct CUstream_st *stream, int allow_clusters, int32_t min_tokens)
+extern "C" uint64_t la_cuda_chunk_prefill_workspace_bytes(const la_layer *layer, int64_t max_tokens, int32_t max_seqs)
 {
-    if (!supported(*layer)) return cudaErrorInvalidValue;
-    if (batch->num_seqs <= 0) return cudaSuccess;
-
-    Params p;
-    p.layer = *layer;
-    p.channels = la_channels(layer);
-    p.seqs = batch->seqs;
-    p.checkpoints = batch->checkpoints;
-    p.io = *io;
-    p.state = *state;
-    p.tiles = layer->dv / kTileCols;
-    const bool conv_aligned = layer->conv_width < 2 || (aligned16(state->conv) && p.channels % 8 == 0);
-    p.vector_loads = aligned16(io->qkv) && io->qkv_stride % 8 == 0 && layer->dv % 8 == 0 && conv_aligned;
-    p.out_pairs = ((uintptr_t)io->out & 3u) == 0 && io->out_stride % 2 == 0;
-    p.min_tokens = min_tokens;
-
-    const long long blocks = (long long)batch->num_seqs * layer->hv * p.tiles;
-    if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-    const bool delta = layer->kind == LA_KIND_GATED_DELTANET, f32 = layer->state_dtype == LA_STATE_F32;
-    const bool clusters = allow_clusters != 0;
-    if (delta) return f32 ? launch<true, float>(p, (unsigned)blocks, clusters, stream)
-                          : launch<true, uint16_t>(p, (unsigned)blocks, clusters, stream);
-    return f32 ? launch<false, float>(p, (unsigned)blocks, clusters, stream)
-               : launch<false, uint16_t>(p, (unsigned)blocks, clusters, stream);
-}
-
-extern "C" int la_cuda_chunk_prefill_clusters(const la_layer *layer, const la_batch *batch, const la_io *io,
-                                              const la_state_view *state, struct CUstream_st *stream,
-                                              int allow_clusters)
-{
-    return chunk_prefill(layer, batch, io, state, stream, allow_clusters, 0);
-}
-
-extern "C" int la_cuda_chunk_prefill(const la_layer *layer, const la_batch *batch, const la_io *io,
-                                     const la_state_view *state, struct CUstream_st *stream)
-{
-    return chunk_prefill(layer, batch, io, state, stream, 1, 0);
+    if (!supported(*layer) || max_tokens <= 0 || max_seqs <= 0) return 0;
+    return carve_workspace(*layer, max_tokens, max_seqs, nullptr, nullptr);
 }
 
 extern "C" int la_cuda_chunk_prefill_long(const la_layer *layer, const la_batch *batch, const la_io *io,
                                           const la_state_view *state, struct CUstream_st *stream, int32_t min_tokens)
 {
-    return chunk_prefill(layer, batch, io, state, stream, 1, min_tokens);
+    if (!supported(*layer)) return cudaErrorInvalidValue;
+    if (batch->num_seqs <= 0) return cudaSuccess;
+    const uint64_t need = carve_workspace(*layer, batch->num_tokens, batch->num_seqs, nullptr, nullptr);
+    if (!batch->workspace || batch->workspace_bytes < need || !aligned16(batch->workspace))
+        return cudaErrorInvalidValue;
+
+    Params p;
+    p.layer = *layer;
+    p.channels = la_channels(layer);
+    p.seqs = batch->seqs;
+    p.num_seqs = batch->num_seqs;
+    p.checkpoints = batch->checkpoints;
+    p.io = *io;
+    p.state = *state;
+    carve_workspace(*layer, batch->num_tokens, batch->num_seqs, static_cast<unsigned char *>(batch->workspace), &p.ws);
+    p.tiles = layer->dv / kTileCols;
+    const bool conv_aligned = layer->conv_width < 2 || (aligned16(state->conv) && p.channels % 8 == 0);
+    p.vector_loads = aligned16(io->qkv) && io->qkv_stride % 8 == 0 && conv_aligned;
+    p.out_pairs = ((uintptr_t)io->out & 3u) == 0 && io->out_stride % 2 == 0;
+    p.min_tokens = min_tokens;
+
+    const long long chains = (long long)batch->num_seqs * layer->hv * p.tiles;
+    if (chains > INT_MAX) return cudaErrorInvalidConfiguration;
+    const bool delta = layer->kind == LA_KIND_GATED_DELTANET, f32 = layer->state_dtype == LA_STATE_F32;
+    cudaStream_t s = stream;
+    if (delta) return f32 ? launch_passes<true, float>(p, (unsigned)chains, s)
+                          : launch_passes<true, uint16_t>(p, (unsigned)chains, s);
+    return f32 ? launch_passes<false, float>(p, (unsigned)chains, s)
+               : launch_passes<false, uint16_t>(p, (unsigned)chains, s);
+}
+
+extern "C" int la_cuda_chunk_prefill(const la_layer *layer, const la_batch *batch, const la_io *io,
+                                     const la_state_view *state, struct CUstream_st *stream)
+{
+    return la_cuda_chunk_prefill_long(layer, batch, io, state, stream, 0);
 }

@@ -15,6 +15,8 @@
 #ifndef LINATTN_KERNELS_CUDA_CHUNK_PREFILL_H
 #define LINATTN_KERNELS_CUDA_CHUNK_PREFILL_H
 
+#include <stdint.h>
+
 #include "../la_params.h"
 
 #ifdef __cplusplus
@@ -23,18 +25,20 @@ extern "C" {
 
 struct CUstream_st;
 
-/* Nonzero when la_cuda_chunk_prefill handles this layer's shape: dk = 128, dv a multiple of 32, conv width <= 8. */
+/* Nonzero when la_cuda_chunk_prefill handles this layer's shape: dk = 128, dv one of 32, 64, 96, 128, conv width
+ * <= 8. */
 int la_cuda_chunk_prefill_supported(const la_layer *layer);
 
-/* Returns a cudaError_t as int; cudaErrorInvalidValue (nothing launched) for an unsupported shape. */
+/* Bytes of device workspace (la_batch.workspace, 16-byte aligned) a batch of up to max_tokens rows and max_seqs
+ * sequences needs; 0 for an unsupported shape. About 29 KiB a token for Qwen3-Next's shape (hv = 32, hk = 16):
+ * the chunk-parallel passes leave q̂, k̂, W, U₀ and P there for the sequential one. The launch sizes it from
+ * la_batch.num_tokens and num_seqs (the plan's capacities). */
+uint64_t la_cuda_chunk_prefill_workspace_bytes(const la_layer *layer, int64_t max_tokens, int32_t max_seqs);
+
+/* Returns a cudaError_t as int; cudaErrorInvalidValue (nothing launched) for an unsupported shape or a missing,
+ * small or misaligned workspace. Forwards that share a workspace must be ordered (one stream). */
 int la_cuda_chunk_prefill(const la_layer *layer, const la_batch *batch, const la_io *io,
                           const la_state_view *state, struct CUstream_st *stream);
-
-/* The same with the cooperation of the dv tiles of a head switched off (allow_clusters = 0): every CTA then computes
- * the short conv of all 64 tokens of its q/k head itself. la_cuda_chunk_prefill uses thread-block clusters where
- * the device runs them; this entry lets tests and benchmarks run both paths. */
-int la_cuda_chunk_prefill_clusters(const la_layer *layer, const la_batch *batch, const la_io *io,
-                                   const la_state_view *state, struct CUstream_st *stream, int allow_clusters);
 
 /* The same for the sequences of at least min_tokens tokens only (the others are skipped untouched): how
  * la_cuda_forward splits a mixed batch between this kernel and the token-sequential one. */

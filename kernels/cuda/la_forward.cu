@@ -908,12 +908,18 @@ bool supported_shape(const la_layer &L)
            (L.kind == LA_KIND_GATED_DELTANET || L.kind == LA_KIND_SIMPLE_GLA);
 }
 
-/* From this many tokens on, a sequence's recurrence runs in the chunked tensor-core kernel (chunk_prefill.cu):
- * token by token costs ~2.6 µs a token per CTA, a 64-token chunk ~12 µs, so the two meet near 5 tokens; 16 keeps
- * decode and short speculative chunks on the kernel built for them. */
+/* From this many tokens on, a sequence's recurrence runs in the chunked tensor-core kernels (chunk_prefill.cu):
+ * token by token costs ~2.6 µs a token per CTA, the chunked passes a few µs a 64-token chunk, so the two meet below
+ * 5 tokens; 16 keeps decode and short speculative chunks on the kernel built for them. */
 constexpr int32_t kChunkedMinTokens = 16;
 
 } // namespace
+
+extern "C" uint64_t la_cuda_forward_workspace_bytes(const la_layer *layer, int64_t max_tokens, int32_t max_seqs)
+{
+    if (max_tokens < kChunkedMinTokens) return 0;
+    return la_cuda_chunk_prefill_workspace_bytes(layer, max_tokens, max_seqs);
+}
 
 extern "C" int la_cuda_forward(const la_layer *layer, const la_batch *batch, const la_io *io,
                                const la_state_view *state, struct CUstream_st *stream)

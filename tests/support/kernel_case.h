@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "kernels/bf16.h"
+#include "kernels/cuda/chunk_prefill.h"
 #include "kernels/reference/la_reference.h"
 
 #define TOLERANCE 5e-3
@@ -360,6 +361,16 @@ static inline void upload_case(const test_case *tc, device_case *d)
     d->state.recurrent = upload(d, tc->recurrent, recurrent_bytes(tc));
     d->state.conv = upload(d, tc->conv, conv_bytes(tc));
     d->state.capacity = tc->capacity;
+
+    /* as a plan does: room for the chunked prefill at the batch's capacities (poisoned, since nothing may rely on
+     * what a previous batch left there) */
+    d->batch.workspace_bytes = la_cuda_chunk_prefill_workspace_bytes(L, tc->batch.num_tokens, tc->batch.num_seqs);
+    if (d->batch.workspace_bytes) {
+        cr_assert_lt(d->num_allocs, MAX_ALLOCS);
+        CUDA_OK(cudaMalloc(&d->batch.workspace, d->batch.workspace_bytes));
+        CUDA_OK(cudaMemset(d->batch.workspace, 0xff, d->batch.workspace_bytes));
+        d->allocs[d->num_allocs++] = d->batch.workspace;
+    }
 }
 
 static inline void free_device(device_case *d)
