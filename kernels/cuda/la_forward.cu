@@ -25,8 +25,8 @@
  *    each checkpoint. (Warps that each convolved all their own channels, with no barrier at all, ran 50% slower at
  *    decode on an H200: the 8× repeated conv loads, not DRAM, bounded them.)
  *
- * 2. conv_state_kernel — one thread per (sequence, 8 channels) writes the conv windows: each checkpoint's and the
- *    final one. It runs after (1) on the same stream because (1) reads the initial window, which for a continued
+ * 2. conv_state_kernel — one thread per (sequence, 8 channels, slice of its checkpoints) writes the conv windows:
+ *    each checkpoint's and the final one. It runs after (1) on the same stream because (1) reads the initial window, which for a continued
  *    sequence lives in the very slot (2) overwrites; q/k channels are read by several CTAs of (1), so no CTA of (1)
  *    could overwrite them without a grid-wide barrier.
  *
@@ -820,10 +820,18 @@ __device__ __forceinline__ void write_window(const ForwardParams &p, const la_se
     }
 }
 
+/* Slices of a sequence's checkpoints (gridDim.y): each window costs two dependent memory round trips, so 16
+ * checkpoints in one thread took ~35 µs. Slice 0 writes the final window and the checkpoints that reach into the
+ * initial one (within the first W − 1 tokens of the step, so at most the first two: positions are sorted and such a
+ * checkpoint sits at a multiple of 64 or at the step's end); slice s > 0 the others with index i ≡ s − 1 (mod
+ * kConvSlices − 1). Only slice 0 reads the initial window, which its final window may overwrite (CONTINUE). */
+constexpr int kConvSlices = 8;
+
 __global__ void __launch_bounds__(kConvThreads)
     conv_state_kernel(const __grid_constant__ ForwardParams p, int blocks_per_seq)
 {
     const la_seq seq = p.seqs[blockIdx.x / blocks_per_seq];
+    const int slice = blockIdx.y;
     ConvChunk ch;
     ch.c0 = ((blockIdx.x % blocks_per_seq) * kConvThreads + threadIdx.x) * kConvVec;
     if (seq.state_slot < 0 || ch.c0 >= p.channels) return;
@@ -831,19 +839,28 @@ __global__ void __launch_bounds__(kConvThreads)
     ch.pool_vector = ch.valid == kConvVec && p.channels % kConvVec == 0 && aligned(p.state.conv, 16);
     ch.rows_vector = ch.valid == kConvVec && p.io.qkv_stride % kConvVec == 0 && aligned(p.io.qkv, 16);
 
+    const int keep = p.layer.conv_width - 1;
+    const auto reaches_back = [&](const la_checkpoint &cp) { return cp.position - seq.start_position < keep; };
+    uint4 init[kMaxWidth - 1];
+    if (slice > 0) {
+        for (int m = 0; m < kMaxWidth - 1; ++m) init[m] = make_uint4(0, 0, 0, 0); /* never read */
+        for (int i = slice - 1; i < seq.checkpoint_count; i += kConvSlices - 1) {
+            const la_checkpoint cp = p.checkpoints[seq.checkpoint_begin + i];
+            if (!reaches_back(cp)) write_window(p, seq, ch, init, cp.slot, cp.position - seq.start_position);
+        }
+        return;
+    }
     /* The whole initial window goes to registers first: for a continued sequence the final window below
      * overwrites it in place. */
-    const int keep = p.layer.conv_width - 1;
-    uint4 init[kMaxWidth - 1];
 #pragma unroll
     for (int m = 0; m < kMaxWidth - 1; ++m)
         init[m] = m < keep && seq.init_slot >= 0
                       ? load8(p.state.conv + ((size_t)seq.init_slot * keep + m) * p.channels + ch.c0, ch.valid,
                               ch.pool_vector)
                       : make_uint4(0, 0, 0, 0);
-
     for (int i = 0; i < seq.checkpoint_count; ++i) {
         const la_checkpoint cp = p.checkpoints[seq.checkpoint_begin + i];
+        if (!reaches_back(cp)) break;
         write_window(p, seq, ch, init, cp.slot, cp.position - seq.start_position);
     }
     write_window(p, seq, ch, init, seq.state_slot, seq.num_tokens);
@@ -960,6 +977,6 @@ extern "C" int la_cuda_forward(const la_layer *layer, const la_batch *batch, con
     const int blocks_per_seq = (chunks + kConvThreads - 1) / kConvThreads;
     const long long conv_blocks = (long long)batch->num_seqs * blocks_per_seq;
     if (conv_blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-    conv_state_kernel<<<(unsigned)conv_blocks, kConvThreads, 0, stream>>>(p, blocks_per_seq);
+    conv_state_kernel<<<dim3((unsigned)conv_blocks, kConvSlices), kConvThreads, 0, stream>>>(p, blocks_per_seq);
     return cudaGetLastError();
 }
