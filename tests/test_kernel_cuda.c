@@ -64,6 +64,15 @@ Test(kernel_cuda, gdn_prefill_4097_tokens)
     check_case("gdn prefill 4097", &layer, seqs, COUNT(seqs));
 }
 
+/* More checkpoints in one sequence than conv_state_kernel has slices, and one window that reaches back into the
+ * initial window of a continued sequence (position 64 is 2 tokens into a step starting at 62). */
+Test(kernel_cuda, gdn_many_checkpoints_in_one_sequence)
+{
+    const layer_spec layer = {LA_KIND_GATED_DELTANET, 1, 2, 128, 128, 4, 1, LA_STATE_F32, 0};
+    const seq_spec seqs[] = {{1000, SEQ_CONTINUE, 3, 64, 1}, {700, SEQ_CONTINUE, 62, 64, 1}};
+    check_case("gdn 16 and 12 checkpoints", &layer, seqs, COUNT(seqs));
+}
+
 Test(kernel_cuda, gdn_continue_and_restore_bf16_state_ratio_1)
 {
     const layer_spec layer = {LA_KIND_GATED_DELTANET, 4, 4, 128, 128, 4, 1, LA_STATE_BF16, 0};
