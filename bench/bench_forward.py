@@ -294,11 +294,14 @@ def accuracy(ctx_gpu, lib):
 
 
 def git_commit():
+    """LINATTN_COMMIT when set (a copied tree's git metadata may be stale), else the checkout's HEAD."""
+    if os.environ.get("LINATTN_COMMIT"):
+        return os.environ["LINATTN_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL,
                                        cwd=os.path.dirname(os.path.abspath(__file__))).strip()
     except Exception:
-        return os.environ.get("LINATTN_COMMIT", "unknown")
+        return "unknown"
 
 
 def targets(results, bandwidth):
