@@ -192,6 +192,35 @@ struct ConvInputs {
     const uint16_t *init_window; /* [W-1][C], or nullptr for zeros */
 };
 
+__device__ __forceinline__ ConvInputs conv_inputs(const ForwardParams &p, const la_seq &seq)
+{
+    const la_layer &L = p.layer;
+    ConvInputs in;
+    in.rows = p.io.qkv + seq.token_offset * p.io.qkv_stride;
+    in.init_window = L.conv_width > 1 && seq.init_slot >= 0
+                         ? p.state.conv + (size_t)seq.init_slot * (L.conv_width - 1) * p.channels
+                         : nullptr;
+    return in;
+}
+
+/* The sequence's next checkpoint to write: index `next` of the batch's list, at `position` (−1 past the last). */
+struct CheckpointCursor {
+    int next, end;
+    int64_t position;
+};
+
+__device__ __forceinline__ CheckpointCursor first_checkpoint(const ForwardParams &p, const la_seq &seq)
+{
+    const int end = seq.checkpoint_begin + seq.checkpoint_count;
+    return {seq.checkpoint_begin, end, seq.checkpoint_begin < end ? p.checkpoints[seq.checkpoint_begin].position : -1};
+}
+
+__device__ __forceinline__ void advance(const ForwardParams &p, CheckpointCursor &c)
+{
+    ++c.next;
+    c.position = c.next < c.end ? p.checkpoints[c.next].position : -1;
+}
+
 /* SiLU(bias + Σ_w weight[w]·x_{t-(W-1)+w}) of channel c at token t; x_t itself without conv. */
 __device__ __forceinline__ float conv_output(const ForwardParams &p, const ConvInputs &in, int c, int t)
 {
@@ -234,11 +263,21 @@ struct Gate {
     float decay, beta;
 };
 
-__device__ __forceinline__ Gate token_gate(const ForwardParams &p, int64_t row, int head, float decay_rate,
-                                           float dt_bias, bool delta_rule)
+/* A head's decay parameters: e^{A_log} and dt_bias. */
+struct HeadGates {
+    float decay_rate, dt_bias;
+};
+
+__device__ __forceinline__ HeadGates head_gates(const la_layer &L, int head)
+{
+    return {expf(L.A_log[head]), L.dt_bias ? L.dt_bias[head] : 0.0f};
+}
+
+__device__ __forceinline__ Gate token_gate(const ForwardParams &p, int64_t row, int head, const HeadGates &hg,
+                                           bool delta_rule)
 {
     const float a = p.io.a ? bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) : 0.0f;
-    const float g = p.io.a ? -decay_rate * softplus(a + dt_bias) : -decay_rate;
+    const float g = p.io.a ? -hg.decay_rate * softplus(a + hg.dt_bias) : -hg.decay_rate;
     Gate gate;
     gate.decay = expf(g);
     gate.beta = delta_rule ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head])) : 0.0f;
@@ -319,21 +358,14 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
         tile.q[0][i] = tile.q[1][i] = tile.k[0][i] = tile.k[1][i] = 0.0f;
 
     const int qk_head = head / (L.hv / L.hk);
-    ConvInputs conv_in;
-    conv_in.rows = p.io.qkv + seq.token_offset * p.io.qkv_stride;
-    conv_in.init_window = L.conv_width > 1 && seq.init_slot >= 0
-                              ? p.state.conv + (size_t)seq.init_slot * (L.conv_width - 1) * p.channels
-                              : nullptr;
+    const ConvInputs conv_in = conv_inputs(p, seq);
 
-    const float decay_rate = expf(L.A_log[head]);
-    const float dt_bias = L.dt_bias ? L.dt_bias[head] : 0.0f;
+    const HeadGates gates = head_gates(L, head);
     const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
     uint16_t *const out_head = p.io.out + (size_t)head * L.dv + tc.col;
     const bool out_vector = tc.valid == kLaneCols && p.io.out_stride % kLaneCols == 0 && aligned(out_head, 8);
 
-    int next_checkpoint = seq.checkpoint_begin;
-    const int checkpoints_end = seq.checkpoint_begin + seq.checkpoint_count;
-    int64_t checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
+    CheckpointCursor checkpoint = first_checkpoint(p, seq);
 
     for (int t = 0; t < seq.num_tokens; ++t) {
         const int64_t row = seq.token_offset + t;
@@ -389,7 +421,7 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
             pq[j] = row_groups_sum(pq[j]);
         }
 
-        const Gate gate = token_gate(p, row, head, decay_rate, dt_bias, delta_rule);
+        const Gate gate = token_gate(p, row, head, gates, delta_rule);
         const float decay = gate.decay;
         float o[kLaneCols];
 #pragma unroll
@@ -414,11 +446,8 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
         }
 
         const int64_t tokens_done = seq.start_position + t + 1;
-        while (checkpoint_position == tokens_done) {
-            store_slice<kRows>(head_state<State>(p, p.checkpoints[next_checkpoint].slot, head), tc, s);
-            ++next_checkpoint;
-            checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
-        }
+        for (; checkpoint.position == tokens_done; advance(p, checkpoint))
+            store_slice<kRows>(head_state<State>(p, p.checkpoints[checkpoint.next].slot, head), tc, s);
     }
     if (has_columns) store_slice<kRows>(head_state<State>(p, seq.state_slot, head), tc, s);
 }
@@ -546,20 +575,12 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
     }
 
     const int qk_head = head / (L.hv / L.hk);
-    ConvInputs conv_in;
-    conv_in.rows = p.io.qkv + seq.token_offset * p.io.qkv_stride;
-    conv_in.init_window = L.conv_width > 1 && seq.init_slot >= 0
-                              ? p.state.conv + (size_t)seq.init_slot * (L.conv_width - 1) * p.channels
-                              : nullptr;
+    const ConvInputs conv_in = conv_inputs(p, seq);
 
-    const float decay_rate = expf(L.A_log[head]);
-    const float dt_bias = L.dt_bias ? L.dt_bias[head] : 0.0f;
+    const HeadGates gates = head_gates(L, head);
     const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
-    int next_checkpoint = seq.checkpoint_begin;
-    const int checkpoints_end = seq.checkpoint_begin + seq.checkpoint_count;
-    int64_t checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
+    CheckpointCursor checkpoint = first_checkpoint(p, seq);
 
     for (int t = 0; t < seq.num_tokens; ++t) {
         const int64_t row = seq.token_offset + t;
@@ -567,29 +588,9 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
         const float q_own = conv_output(p, conv_in, qk_head * kColumnDim + col, t);
         const float k_own = conv_output(p, conv_in, (L.hk + qk_head) * kColumnDim + col, t);
         const float v = conv_output(p, conv_in, (2 * L.hk + head) * kColumnDim + col, t);
-        tile.q[buf][col] = q_own;
-        tile.k[buf][col] = k_own;
-        const float sq_part = warp_sum(q_own * q_own), sk_part = warp_sum(k_own * k_own),
-                    sqk_part = warp_sum(q_own * k_own);
-        if (lane == 0) {
-            tile.partial[buf][warp][0] = sq_part;
-            tile.partial[buf][warp][1] = sk_part;
-            tile.partial[buf][warp][2] = sqk_part;
-        }
+        put_qk(tile, buf, q_own, k_own);
         __syncthreads();
-
-        float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kColumnWarps; ++w) {
-            sq += tile.partial[buf][w][0];
-            sk += tile.partial[buf][w][1];
-            sqk += tile.partial[buf][w][2];
-        }
-        float q_factor = L.scale, k_factor = 1.0f;
-        if (L.qk_l2norm) {
-            q_factor *= rsqrtf(sq + 1e-6f);
-            k_factor = rsqrtf(sk + 1e-6f);
-        }
+        const QkFactors f = qk_factors(L, tile, buf);
 
         /* four partial sums each, to shorten the dependent FMA chains */
         float pk[4] = {}, pq[4] = {};
@@ -603,18 +604,15 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
             pk[3] = fmaf(s[i + 3], k4.w, pk[3]), pq[3] = fmaf(s[i + 3], q4.w, pq[3]);
             fence_shared_reads(i);
         }
-        const float pk_sum = ((pk[0] + pk[1]) + (pk[2] + pk[3])) * k_factor;
-        const float pq_sum = ((pq[0] + pq[1]) + (pq[2] + pq[3])) * q_factor;
+        const float pk_sum = ((pk[0] + pk[1]) + (pk[2] + pk[3])) * f.k;
+        const float pq_sum = ((pq[0] + pq[1]) + (pq[2] + pq[3])) * f.q;
 
-        const float a = p.io.a ? bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) : 0.0f;
-        const float g = p.io.a ? -decay_rate * softplus(a + dt_bias) : -decay_rate;
-        const float decay = expf(g);
-        const float beta = delta_rule ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head])) : 0.0f;
-        const float u = delta_rule ? beta * (v - decay * pk_sum) : v;
-        const float o = fmaf(sqk * q_factor * k_factor, u, decay * pq_sum);
-        p.io.out[row * p.io.out_stride + head * kColumnDim + col] = float_to_bf16_bits(o);
+        const Gate gate = token_gate(p, row, head, gates, delta_rule);
+        const float decay = gate.decay;
+        const float u = delta_rule ? gate.beta * (v - decay * pk_sum) : v;
+        p.io.out[row * p.io.out_stride + head * kColumnDim + col] = float_to_bf16_bits(fmaf(f.qk, u, decay * pq_sum));
 
-        const float ku = k_factor * u; /* S'_ij = e^g S_ij + (k_factor k_i) u_j */
+        const float ku = f.k * u; /* S'_ij = e^g S_ij + (f.k k_i) u_j */
 #pragma unroll
         for (int i = 0; i < kColumnDim; i += 4) {
             const float4 k4 = *reinterpret_cast<const float4 *>(&tile.k[buf][i]);
@@ -626,11 +624,8 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
         }
 
         const int64_t tokens_done = seq.start_position + t + 1;
-        while (checkpoint_position == tokens_done) {
-            store_column(head_state<State>(p, p.checkpoints[next_checkpoint].slot, head) + col, s);
-            ++next_checkpoint;
-            checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
-        }
+        for (; checkpoint.position == tokens_done; advance(p, checkpoint))
+            store_column(head_state<State>(p, p.checkpoints[checkpoint.next].slot, head) + col, s);
     }
     store_column(head_state<State>(p, seq.state_slot, head) + col, s);
 }
@@ -683,19 +678,12 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_ke
     }
 
     const int qk_head = head / (L.hv / L.hk);
-    ConvInputs conv_in;
-    conv_in.rows = p.io.qkv + seq.token_offset * p.io.qkv_stride;
-    conv_in.init_window = L.conv_width > 1 && seq.init_slot >= 0
-                              ? p.state.conv + (size_t)seq.init_slot * (L.conv_width - 1) * p.channels
-                              : nullptr;
+    const ConvInputs conv_in = conv_inputs(p, seq);
 
-    const float decay_rate = expf(L.A_log[head]);
-    const float dt_bias = L.dt_bias ? L.dt_bias[head] : 0.0f;
+    const HeadGates gates = head_gates(L, head);
     const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
 
-    int next_checkpoint = seq.checkpoint_begin;
-    const int checkpoints_end = seq.checkpoint_begin + seq.checkpoint_count;
-    int64_t checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
+    CheckpointCursor checkpoint = first_checkpoint(p, seq);
 
     for (int t = 0; t < seq.num_tokens; ++t) {
         const int64_t row = seq.token_offset + t;
@@ -733,7 +721,7 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_ke
         pk_sum *= f.k;
         pq_sum *= f.q;
 
-        const Gate gate = token_gate(p, row, head, decay_rate, dt_bias, delta_rule);
+        const Gate gate = token_gate(p, row, head, gates, delta_rule);
         const float decay = gate.decay;
         const float u = delta_rule ? gate.beta * (v - decay * pk_sum) : v;
         if (warp == 0)
@@ -751,11 +739,8 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_ke
         }
 
         const int64_t tokens_done = seq.start_position + t + 1;
-        while (checkpoint_position == tokens_done) {
-            store_column(head_state<State>(p, p.checkpoints[next_checkpoint].slot, head) + own, s);
-            ++next_checkpoint;
-            checkpoint_position = next_checkpoint < checkpoints_end ? p.checkpoints[next_checkpoint].position : -1;
-        }
+        for (; checkpoint.position == tokens_done; advance(p, checkpoint))
+            store_column(head_state<State>(p, p.checkpoints[checkpoint.next].slot, head) + own, s);
     }
     store_column(head_state<State>(p, seq.state_slot, head) + own, s);
 }
