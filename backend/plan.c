@@ -19,11 +19,14 @@ static linattn_status alloc_workspace(const linattn_pool *pool, const linattn_pl
     if (!ctx->ops->workspace_bytes) return LINATTN_OK;
     uint64_t bytes = 0;
     for (int32_t i = 0; i < pool->num_layers; i++) {
-        const uint64_t need = ctx->ops->workspace_bytes(&pool->layers[i].layer->params, desc->max_tokens, desc->max_seqs);
+        const la_layer *layer = &pool->layers[i].layer->params;
+        const uint64_t need = ctx->ops->workspace_bytes(layer, desc->max_tokens, desc->max_seqs);
         if (need > bytes) bytes = need;
     }
     if (bytes == 0) return LINATTN_OK;
-    if (bytes > SIZE_MAX) return fail(LINATTN_ERR_OUT_OF_MEMORY, "a plan's workspace of %llu bytes", (unsigned long long)bytes);
+    if (bytes > SIZE_MAX)
+        return fail(LINATTN_ERR_OUT_OF_MEMORY, "a plan's workspace of %llu bytes exceeds the address space",
+                    (unsigned long long)bytes);
     linattn_status status = ctx->ops->alloc(ctx, (size_t)bytes, &plan->workspace);
     if (!status) plan->workspace_bytes = bytes;
     return status;

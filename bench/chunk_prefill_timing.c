@@ -159,7 +159,8 @@ static double time_chunked(const buffers *b, const la_layer *layer, int32_t num_
     qsort(ms, (size_t)runs, sizeof *ms, compare_floats);
     double median_us = ms[runs / 2] * 1e3;
     printf("%-5s %3d x %5d  median %9.1f us  (min %9.1f, max %9.1f)  %6.2f M tok/s\n",
-           layer->kind == LA_KIND_GATED_DELTANET ? "GDN" : "GLA", num_seqs, tokens, median_us, ms[0] * 1e3, ms[runs - 1] * 1e3, (double)num_seqs * tokens / median_us);
+           layer->kind == LA_KIND_GATED_DELTANET ? "GDN" : "GLA", num_seqs, tokens, median_us, ms[0] * 1e3,
+           ms[runs - 1] * 1e3, (double)num_seqs * tokens / median_us);
     fflush(stdout);
     free(ms);
     CHECK(cudaEventDestroy(start));
@@ -237,7 +238,8 @@ int main(int argc, char **argv)
     const struct {
         int32_t seqs, tokens;
     } shapes[] = {{1, 8192}, {4, 8192}, {64, 1024}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) time_chunked(&b, &b.gdn, shapes[s].seqs, shapes[s].tokens, runs);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        time_chunked(&b, &b.gdn, shapes[s].seqs, shapes[s].tokens, runs);
     time_chunked(&b, &b.gla, 1, 8192, runs);
     time_chunked(&b, &b.gdn, 1, 8192, runs); /* the first configuration again: run-to-run spread */
     return 0;

@@ -453,7 +453,8 @@ template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, c
         const int tau = tau0 + m;
         const bool needed = lane_real && t0 - kHalo + m < it.len;
         const uint16_t *src = nullptr;
-        if (needed) src = tau >= 0 ? rows + (int64_t)m * p.io.qkv_stride : raw_source(p, it.seq, kHalo, tau, grp.ch0 + col);
+        if (needed)
+            src = tau >= 0 ? rows + (int64_t)m * p.io.qkv_stride : raw_source(p, it.seq, kHalo, tau, grp.ch0 + col);
         raw[m] = load4_inputs(p, src);
     }
     float w[kTaps][4] = {}, bias[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* zeros past the group's width: outputs 0 */
@@ -557,9 +558,9 @@ struct alignas(16) PrepSmem {
 
 /* The chunk's q̂, k̂ (key-swizzled rows) and v tiles by 16-byte asynchronous copies, zeros past its tokens; the
  * lengths and v's row scales by plain loads. */
-__device__ __forceinline__ void load_prepare_inputs(const Params &p, const Item &it, int head, int qk_head, PrepSmem &sm)
+__device__ __forceinline__ void load_prepare_inputs(const Params &p, const Item &it, int head, int qk_head,
+                                                    PrepSmem &sm)
 {
-    const la_layer &L = p.layer;
     const Workspace &ws = p.ws;
     const __half *q = ws.q + (qk_head * ws.rows + it.row0) * kDk, *k = ws.k + (qk_head * ws.rows + it.row0) * kDk;
     for (int idx = threadIdx.x; idx < kChunk * kDk / 8; idx += kThreads) {
@@ -573,9 +574,11 @@ __device__ __forceinline__ void load_prepare_inputs(const Params &p, const Item 
         }
     }
     for (int idx = threadIdx.x; idx < p.tiles * kChunk * (kTileCols / 8); idx += kThreads) {
-        const int tile = idx / (kChunk * kTileCols / 8), r = (idx / (kTileCols / 8)) % kChunk, c = 8 * (idx % (kTileCols / 8));
+        const int tile = idx / (kChunk * kTileCols / 8), r = (idx / (kTileCols / 8)) % kChunk;
+        const int c = 8 * (idx % (kTileCols / 8));
+        const int64_t row = (int64_t)(head * p.tiles + tile) * ws.rows + it.row0 + r;
         if (r < it.len)
-            cp_async16(&sm.v[tile][r][c], ws.u + ((int64_t)(head * p.tiles + tile) * ws.rows + it.row0 + r) * kTileCols + c);
+            cp_async16(&sm.v[tile][r][c], ws.u + row * kTileCols + c);
         else
             *reinterpret_cast<uint4 *>(&sm.v[tile][r][c]) = make_uint4(0, 0, 0, 0);
     }
@@ -584,7 +587,6 @@ __device__ __forceinline__ void load_prepare_inputs(const Params &p, const Item 
     if (which == 0) sm.nq[r] = real ? ws.nq[qk_head * ws.rows + it.row0 + r] : 0.0f;
     if (which == 1) sm.nk[r] = real ? ws.nk[qk_head * ws.rows + it.row0 + r] : 0.0f;
     if (which == 2) sm.v_inv[r] = real ? ws.v_inv[head * ws.rows + it.row0 + r] : 0.0f;
-    (void)L;
 }
 
 /* The gate warp: g and β of tokens 2·lane, 2·lane+1, the cumulative G and the decay factors built from it. Padding
@@ -1061,7 +1063,10 @@ __device__ __forceinline__ void store2(uint16_t *dst, float a, float b)
 }
 
 /* The element (row, column) of the tile behind accumulator entry e of n-tile nt. */
-__device__ __forceinline__ int state_row(const ChainWarp &cw, int e) { return 16 * cw.rows + ((threadIdx.x & 31) >> 2) + 8 * (e >> 1); }
+__device__ __forceinline__ int state_row(const ChainWarp &cw, int e)
+{
+    return 16 * cw.rows + ((threadIdx.x & 31) >> 2) + 8 * (e >> 1);
+}
 __device__ __forceinline__ int state_col(const ChainWarp &cw, int nt) { return 16 * cw.cols + 8 * nt + 2 * (threadIdx.x & 3); }
 
 template <typename State>

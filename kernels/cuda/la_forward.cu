@@ -26,9 +26,9 @@
  *    decode on an H200: the 8× repeated conv loads, not DRAM, bounded them.)
  *
  * 2. conv_state_kernel — one thread per (sequence, 8 channels, slice of its checkpoints) writes the conv windows:
- *    each checkpoint's and the final one. It runs after (1) on the same stream because (1) reads the initial window, which for a continued
- *    sequence lives in the very slot (2) overwrites; q/k channels are read by several CTAs of (1), so no CTA of (1)
- *    could overwrite them without a grid-wide barrier.
+ *    each checkpoint's and the final one. It runs after (1) on the same stream because (1) reads the initial
+ *    window, which for a continued sequence lives in the very slot (2) overwrites; q/k channels are read by several
+ *    CTAs of (1), so no CTA of (1) could overwrite them without a grid-wide barrier.
  *
  * Sequences of kChunkedMinTokens tokens or more skip (1) and run in the chunked tensor-core kernel of
  * chunk_prefill.cu instead, when the layer's shape allows it and the batch has such a sequence (la_batch's host-side
