@@ -510,7 +510,7 @@ typedef struct linattn_api {
 
     /* Create a plan: the per-step batch metadata shared by every linear layer of one model step, for one pool.
      * On the CUDA backend a plan whose max_tokens is 16 or more also holds the chunked prefill's device workspace,
-     * about 29 KiB per max_tokens token for Qwen3-Next's layer shape (the chunk-parallel pass leaves its results
+     * about 29 KiB per max_tokens token for Qwen3-Next's layer shape (the chunk-parallel passes leave their results
      * there for the sequential one; the largest layer of the pool sets it); forwards of one plan share it, so
      * enqueue them on one stream (or order the streams). */
     linattn_status (*plan_create)(linattn_pool *pool, const linattn_plan_desc *desc, linattn_plan **out_plan);

@@ -1404,11 +1404,11 @@ extern "C" int la_cuda_chunk_prefill_long(const la_layer *layer, const la_batch 
 {
     if (!supported(*layer)) return cudaErrorInvalidValue;
     if (batch->num_seqs <= 0) return cudaSuccess;
-    const uint64_t need = carve_workspace(*layer, batch->num_tokens, batch->num_seqs, nullptr, nullptr);
-    if (!batch->workspace || batch->workspace_bytes < need || !aligned16(batch->workspace))
-        return cudaErrorInvalidValue;
-
     Params p;
+    unsigned char *base = static_cast<unsigned char *>(batch->workspace);
+    const uint64_t need = carve_workspace(*layer, batch->num_tokens, batch->num_seqs, base, &p.ws);
+    if (!base || batch->workspace_bytes < need || !aligned16(base)) return cudaErrorInvalidValue;
+
     p.layer = *layer;
     p.channels = la_channels(layer);
     p.seqs = batch->seqs;
@@ -1416,7 +1416,6 @@ extern "C" int la_cuda_chunk_prefill_long(const la_layer *layer, const la_batch 
     p.checkpoints = batch->checkpoints;
     p.io = *io;
     p.state = *state;
-    carve_workspace(*layer, batch->num_tokens, batch->num_seqs, static_cast<unsigned char *>(batch->workspace), &p.ws);
     p.tiles = layer->dv / kTileCols;
     const bool conv_aligned = layer->conv_width < 2 || (aligned16(state->conv) && p.channels % 8 == 0);
     p.vector_loads = aligned16(io->qkv) && io->qkv_stride % 8 == 0 && conv_aligned;

@@ -325,14 +325,21 @@ typedef struct results {
     uint16_t *conv;
 } results;
 
-static inline void *upload(device_case *d, const void *src, size_t bytes)
+/* Device memory freed with the case. */
+static inline void *device_alloc(device_case *d, size_t bytes)
 {
-    if (!src || bytes == 0) return NULL;
     cr_assert_lt(d->num_allocs, MAX_ALLOCS);
     void *p = NULL;
     CUDA_OK(cudaMalloc(&p, bytes));
-    CUDA_OK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
     d->allocs[d->num_allocs++] = p;
+    return p;
+}
+
+static inline void *upload(device_case *d, const void *src, size_t bytes)
+{
+    if (!src || bytes == 0) return NULL;
+    void *p = device_alloc(d, bytes);
+    CUDA_OK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
     return p;
 }
 
@@ -366,10 +373,8 @@ static inline void upload_case(const test_case *tc, device_case *d)
      * what a previous batch left there) */
     d->batch.workspace_bytes = la_cuda_chunk_prefill_workspace_bytes(L, tc->batch.num_tokens, tc->batch.num_seqs);
     if (d->batch.workspace_bytes) {
-        cr_assert_lt(d->num_allocs, MAX_ALLOCS);
-        CUDA_OK(cudaMalloc(&d->batch.workspace, d->batch.workspace_bytes));
+        d->batch.workspace = device_alloc(d, d->batch.workspace_bytes);
         CUDA_OK(cudaMemset(d->batch.workspace, 0xff, d->batch.workspace_bytes));
-        d->allocs[d->num_allocs++] = d->batch.workspace;
     }
 }
 
