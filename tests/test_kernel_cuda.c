@@ -165,16 +165,38 @@ static void check_decode(const char *name, const layer_spec *ls, int32_t n, cons
     free(specs);
 }
 
+/* Batches with at least one (sequence, v-head) pair per SM (B >= 5 on an H100) run one CTA per pair. */
 Test(kernel_cuda, decode_batches_f32_state)
 {
     check_decode("decode B=1", &qwen3_next, 1, &rows_tight);
     check_decode("decode B=37", &qwen3_next, 37, &rows_tight);
     check_decode("decode B=37, padded rows", &qwen3_next, 37, &rows_padded);
+    check_decode("decode B=256", &qwen3_next, 256, &rows_tight);
 }
 
-/* Batches with fewer (sequence, v-head) pairs than twice the SMs (any GPU of 48 SMs or more for these) split each
- * head over several CTAs; multi-token steps with a checkpoint after every token, as speculative decoding writes
- * them, check that the CTAs of a head stay in step over tokens. */
+/* A large batch with what a serving step mixes in: draft steps of up to 15 tokens with a checkpoint after every token,
+ * restores, fresh starts, padding, and long prefills that the chunked kernel takes and the token kernel skips. */
+Test(kernel_cuda, decode_batch_mixed_steps)
+{
+    enum { N = 48 };
+    seq_spec seqs[N];
+    for (int32_t i = 0; i < N; i++) {
+        const seq_init init = i % 9 == 4 ? SEQ_PADDING : i % 5 == 1 ? SEQ_FROM_SLOT : i % 7 == 2 ? SEQ_ZERO : SEQ_CONTINUE;
+        seqs[i] = (seq_spec){1 + (i * 5) % 15, init, 30 + 3 * i, i % 3 == 0, 0};
+    }
+    seqs[10] = (seq_spec){200, SEQ_CONTINUE, 100, 64, 1};
+    seqs[31] = (seq_spec){70, SEQ_ZERO, 0, 64, 0};
+    check_case("draft steps with long prefills, f32", &qwen3_next, seqs, N);
+    layer_spec bf16_layer = qwen3_next;
+    bf16_layer.state_dtype = LA_STATE_BF16;
+    check_case("draft steps with long prefills, bf16", &bf16_layer, seqs, N);
+    const layer_spec gla = {LA_KIND_SIMPLE_GLA, 32, 32, 128, 128, 0, 1, LA_STATE_F32, 1};
+    check_case("draft steps with long prefills, simple GLA", &gla, seqs, N);
+}
+
+/* Batches with fewer (sequence, v-head) pairs than SMs (any GPU of 97 SMs or more for these) split each head over
+ * several CTAs; multi-token steps with a checkpoint after every token, as speculative decoding writes them, check
+ * that the CTAs of a head stay in step over tokens. */
 Test(kernel_cuda, decode_small_batches_split_heads)
 {
     check_decode("decode B=3", &qwen3_next, 3, &rows_tight);
@@ -226,79 +248,3 @@ Test(kernel_cuda, graph_replay_reads_batch_from_device)
     free(padding);
     release_case(&c);
 }
-
-/* ---- decode timing (logged; the first run is checked against the reference) ------------------------------ */
-
-static int compare_floats(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-static void time_decode(int32_t batch_size)
-{
-    require_device();
-    seq_spec *specs = checked_malloc((size_t)batch_size * sizeof *specs);
-    for (int32_t i = 0; i < batch_size; i++) specs[i] = (seq_spec){1, SEQ_CONTINUE, 1000 + i, 0, 0};
-    prepared_case c;
-    prepare_case(&qwen3_next, specs, batch_size, &rows_tight, &c);
-    free(specs);
-    device_case *d = &c.device;
-
-    run_forward(d, 0);
-    char name[64];
-    snprintf(name, sizeof name, "decode B=%d (timed)", batch_size);
-    expect_matches_reference(name, &c, CONV_WINDOWS_AS_REFERENCE);
-
-    enum { WARMUP = 5, RUNS = 50 };
-    float ms[RUNS];
-    cudaEvent_t start, stop;
-    CUDA_OK(cudaEventCreate(&start));
-    CUDA_OK(cudaEventCreate(&stop));
-    for (int i = 0; i < WARMUP; i++) run_forward(d, 0);
-    for (int i = 0; i < RUNS; i++) {
-        CUDA_OK(cudaEventRecord(start, 0));
-        run_forward(d, 0);
-        CUDA_OK(cudaEventRecord(stop, 0));
-        CUDA_OK(cudaEventSynchronize(stop));
-        CUDA_OK(cudaEventElapsedTime(&ms[i], start, stop));
-    }
-    qsort(ms, RUNS, sizeof ms[0], compare_floats);
-    double median_us = ms[RUNS / 2] * 1e3;
-    double state_bytes = 2.0 * (double)batch_size * (double)c.host.recurrent_per_slot * (double)c.host.state_elem_bytes;
-    cr_log_info("decode B=%d hv=32 d=128 f32 state: median %.1f us (min %.1f, max %.1f), recurrent state "
-                "read+write %.1f MB -> %.0f GB/s",
-                batch_size, median_us, ms[0] * 1e3, ms[RUNS - 1] * 1e3, state_bytes / 1e6,
-                state_bytes / (median_us * 1e-6) / 1e9);
-
-    /* The same forward as a serving engine replays it: a captured graph, replays back to back, so launch gaps shrink
-     * to what a graph of many layers would show. */
-    enum { REPLAYS = 20 };
-    captured_graph g;
-    run_forward(d, begin_capture(&g));
-    end_capture(&g);
-    for (int i = 0; i < WARMUP; i++) CUDA_OK(cudaGraphLaunch(g.exec, g.stream));
-    for (int i = 0; i < RUNS; i++) {
-        CUDA_OK(cudaEventRecord(start, g.stream));
-        for (int k = 0; k < REPLAYS; k++) CUDA_OK(cudaGraphLaunch(g.exec, g.stream));
-        CUDA_OK(cudaEventRecord(stop, g.stream));
-        CUDA_OK(cudaEventSynchronize(stop));
-        CUDA_OK(cudaEventElapsedTime(&ms[i], start, stop));
-        ms[i] /= REPLAYS;
-    }
-    qsort(ms, RUNS, sizeof ms[0], compare_floats);
-    median_us = ms[RUNS / 2] * 1e3;
-    cr_log_info("decode B=%d hv=32 d=128 f32 state, graph replays: median %.1f us (min %.1f, max %.1f) -> %.0f GB/s",
-                batch_size, median_us, ms[0] * 1e3, ms[RUNS - 1] * 1e3, state_bytes / (median_us * 1e-6) / 1e9);
-
-    destroy_capture(&g);
-    CUDA_OK(cudaEventDestroy(start));
-    CUDA_OK(cudaEventDestroy(stop));
-    release_case(&c);
-}
-
-Test(kernel_cuda, decode_timing_b1) { time_decode(1); }
-Test(kernel_cuda, decode_timing_b3) { time_decode(3); }
-Test(kernel_cuda, decode_timing_b8) { time_decode(8); }
-Test(kernel_cuda, decode_timing_b64) { time_decode(64); }
-Test(kernel_cuda, decode_timing_b256) { time_decode(256); }
