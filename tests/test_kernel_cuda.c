@@ -11,7 +11,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "kernels/cuda/la_cuda.h"
@@ -181,7 +180,10 @@ Test(kernel_cuda, decode_batch_mixed_steps)
     enum { N = 48 };
     seq_spec seqs[N];
     for (int32_t i = 0; i < N; i++) {
-        const seq_init init = i % 9 == 4 ? SEQ_PADDING : i % 5 == 1 ? SEQ_FROM_SLOT : i % 7 == 2 ? SEQ_ZERO : SEQ_CONTINUE;
+        const seq_init init = i % 9 == 4   ? SEQ_PADDING
+                              : i % 5 == 1 ? SEQ_FROM_SLOT
+                              : i % 7 == 2 ? SEQ_ZERO
+                                           : SEQ_CONTINUE;
         seqs[i] = (seq_spec){1 + (i * 5) % 15, init, 30 + 3 * i, i % 3 == 0, 0};
     }
     seqs[10] = (seq_spec){200, SEQ_CONTINUE, 100, 64, 1};
