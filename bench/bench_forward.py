@@ -100,11 +100,12 @@ def replay_floor(samples):
     """Per-replay time of graphs that hold one, and two dependent, one-element kernels, replayed like a decode case
     (rotating among several graphs): what any B = 1 decode step pays before its own work."""
     x = torch.zeros(1, device="cuda")
-    floors = {}
-    for kernels in (1, 2):
+
+    def floor(kernels):
         graphs = [capture(lambda: [x.add_(1) for _ in range(kernels)]) for _ in range(8)]
-        floors[f"{kernels}_kernel{'s' if kernels > 1 else ''}_us"] = time_graphs(graphs, samples, per_sample=64)
-    return floors
+        return time_graphs(graphs, samples, per_sample=64)
+
+    return {"1_kernel_us": floor(1), "2_kernels_us": floor(2)}
 
 
 class Weights:
