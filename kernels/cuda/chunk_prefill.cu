@@ -27,7 +27,9 @@
  * instruction issue and latency, not by memory (DRAM 14–23% of peak) nor tensor cores. The chain runs one 16-warp
  * CTA per SM (128 CTAs here) at ~5k cycles a chunk for ~480 instructions per warp — two dependent mma products
  * and three barriers a chunk; a single fused kernel that also carried the conv and the solve on that path took
- * ~25k cycles a chunk.
+ * ~25k cycles a chunk. The conv was issue-bound at ~3.5k SASS instructions a warp; with fewer of them (the fast
+ * sigmoid, √ as reduce·rsqrt, template instances for v and q/k, one vector load per row) the whole prefill went from
+ * 798 to 700 µs at T = 8192 on an H200 (same run, run clocks).
  *
  * DRAM traffic per token, Qwen3-Next's layer (fp16 workspace): the conv reads 16 KB of qkv and writes 16.3 KB, the
  * solve reads 16.9 KB and writes 21 KB (W, U₀, P, factors), the chain reads 28.5 KB and writes 8 KB of outputs:
@@ -389,21 +391,21 @@ __device__ __forceinline__ float unpack_bf16(const uint2 &x, int c)
 /* Where a conv CTA works: a 128-channel group (a q head, a k head or a v head) of one chunk. */
 struct ConvGroup {
     int head, ch0, width; /* the group's first channel and its channels (dk or dv) */
-    bool v, q;
+    bool q;
 };
 
 /* Where a lane's 4 channels of the group's rows go: rows `stride` halves apart from `first` (the warp's first row). */
 struct ConvOut {
     __half *first;
-    int64_t stride;
+    int stride;
     float *lengths; /* q/k: n of each row; v: 2^−(row scale) */
 };
 
-__device__ __forceinline__ ConvOut conv_out(const Params &p, const ConvGroup &grp, int64_t row0)
+template <bool kV> __device__ __forceinline__ ConvOut conv_out(const Params &p, const ConvGroup &grp, int64_t row0)
 {
     const int col = 4 * (threadIdx.x & 31);
     ConvOut out;
-    if (grp.v) {
+    if (kV) {
         out.first = p.ws.u + ((int64_t)(grp.head * p.tiles + col / kTileCols) * p.ws.rows + row0) * kTileCols +
                     col % kTileCols;
         out.stride = kTileCols;
@@ -416,43 +418,49 @@ __device__ __forceinline__ ConvOut conv_out(const Params &p, const ConvGroup &gr
     return out;
 }
 
+/* 1/x of a normal power of two x, exactly: the exponent mirrored about the bias. */
+__device__ __forceinline__ float pow2_inverse(float x) { return __uint_as_float((254u << 23) - __float_as_uint(x)); }
+
 /* Stores row r (from the warp's first row row0) of the lane's 4 channels: q̂/k̂ as fp16 unit vectors in swizzled
  * rows with the length apart, v as fp16 scaled by the power of two of its row. `reduce` is Σ y² of the row (q/k) or
  * max |y| (v). */
+template <bool kV>
 __device__ __forceinline__ void store_conv_row(const Params &p, const ConvGroup &grp, const ConvOut &out,
-                                               int64_t row0, int r, const float (&y)[4], float reduce)
+                                               int row0_low, int r, const float (&y)[4], float reduce)
 {
     const int lane = threadIdx.x & 31, col = 4 * lane;
     float f, length;
     __half *dst = out.first + r * out.stride;
-    if (grp.v) {
+    if (kV) {
         f = pow2_scale(reduce, 15);
-        length = 1.0f / f;
+        length = pow2_inverse(f);
     } else {
         f = reduce > 0.0f ? rsqrtf(reduce) : 0.0f;
-        const float norm = sqrtf(reduce);
+        const float norm = reduce * f; /* √reduce */
         length = p.layer.qk_l2norm ? norm * rsqrtf(reduce + 1e-6f) : norm;
         if (grp.q) length *= p.layer.scale;
-        dst += swizzled_col(row0 + r, col & ~7);
+        dst += swizzled_col(row0_low + r, col & ~7);
     }
     if (lane == 0) out.lengths[r] = length;
     if (col < grp.width)
         *reinterpret_cast<uint2 *>(dst) = make_uint2(pack_half2(y[0] * f, y[1] * f), pack_half2(y[2] * f, y[3] * f));
 }
 
-/* A warp's 16 tokens of the group: lane l convolves channels 4l .. 4l + 3, its taps in registers and all its inputs
- * loaded up front (the loads are the long pole). kW: conv width (0: no conv, no SiLU). */
-template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, const ConvGroup &grp)
+/* A warp's kRows inputs of its lane's 4 channels, raw[m] for chunk token t0 − halo + m: one vector load per row
+ * when every row lies inside the step and the chunk (all chunks but a step's first and last), else row by row
+ * from the rows, the initial window or zeros. */
+template <int kRows, int kHalo>
+__device__ __forceinline__ void load_conv_inputs(const Params &p, const Item &it, const ConvGroup &grp, int t0,
+                                                 bool lane_real, uint2 (&raw)[kRows])
 {
-    constexpr int kTaps = kW > 0 ? kW : 1, kHalo = kTaps - 1, kRows = kHalo + kConvTokens;
-    const la_layer &L = p.layer;
-    const int lane = threadIdx.x & 31, col = 4 * lane, t0 = (threadIdx.x / 32) * kConvTokens;
-    const bool lane_real = col < grp.width;
-
-    /* raw[m]: the input of chunk token t0 − kHalo + m (step token it.c0 + t0 − kHalo + m) */
-    uint2 raw[kRows];
+    const int col = 4 * (threadIdx.x & 31);
     const int tau0 = it.c0 + t0 - kHalo;
     const uint16_t *rows = p.io.qkv + (it.seq.token_offset + tau0) * p.io.qkv_stride + grp.ch0 + col;
+    if (p.vector_loads && lane_real && tau0 >= 0 && t0 - kHalo + kRows <= it.len) {
+#pragma unroll
+        for (int m = 0; m < kRows; ++m) raw[m] = *reinterpret_cast<const uint2 *>(rows + (int64_t)m * p.io.qkv_stride);
+        return;
+    }
 #pragma unroll
     for (int m = 0; m < kRows; ++m) {
         const int tau = tau0 + m;
@@ -462,6 +470,19 @@ template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, c
             src = tau >= 0 ? rows + (int64_t)m * p.io.qkv_stride : raw_source(p, it.seq, kHalo, tau, grp.ch0 + col);
         raw[m] = load4_inputs(p, src);
     }
+}
+
+/* A warp's 16 tokens of the group: lane l convolves channels 4l .. 4l + 3, its taps in registers and all its inputs
+ * loaded up front (the loads are the long pole). kW: conv width (0: no conv, no SiLU); kV: a v group. */
+template <int kW, bool kV> __device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, const ConvGroup &grp)
+{
+    constexpr int kTaps = kW > 0 ? kW : 1, kHalo = kTaps - 1, kRows = kHalo + kConvTokens;
+    const la_layer &L = p.layer;
+    const int lane = threadIdx.x & 31, col = 4 * lane, t0 = (threadIdx.x / 32) * kConvTokens;
+    const bool lane_real = col < grp.width;
+
+    uint2 raw[kRows];
+    load_conv_inputs<kRows, kHalo>(p, it, grp, t0, lane_real, raw);
     float w[kTaps][4] = {}, bias[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* zeros past the group's width: outputs 0 */
     if (kW > 0 && lane_real) {
 #pragma unroll
@@ -473,7 +494,8 @@ template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, c
         }
     }
     const int64_t row0 = it.row0 + t0;
-    const ConvOut out = conv_out(p, grp, row0);
+    const ConvOut out = conv_out<kV>(p, grp, row0);
+    const int row0_low = (int)(row0 & 7);
     float x[kHalo + kConvBatch][4]; /* the unpacked window of the current batch */
 #pragma unroll
     for (int m = 0; m < kHalo; ++m)
@@ -494,10 +516,10 @@ template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, c
                     acc = bias[c];
 #pragma unroll
                     for (int j = 0; j < kTaps; ++j) acc = fmaf(w[j][c], x[b + j][c], acc);
-                    acc = acc * __frcp_rn(1.0f + __expf(-acc)); /* SiLU */
+                    acc *= sigmoid(acc); /* SiLU */
                 }
                 y[b][c] = acc;
-                reduce[b] = grp.v ? fmaxf(reduce[b], fabsf(acc)) : fmaf(acc, acc, reduce[b]);
+                reduce[b] = kV ? fmaxf(reduce[b], fabsf(acc)) : fmaf(acc, acc, reduce[b]);
             }
         }
 #pragma unroll
@@ -505,16 +527,24 @@ template <int kW> __device__ __forceinline__ void conv_tokens(const Params &p, c
 #pragma unroll
             for (int b = 0; b < kConvBatch; ++b) {
                 const float other = __shfl_xor_sync(kFullMask, reduce[b], o);
-                reduce[b] = grp.v ? fmaxf(reduce[b], other) : reduce[b] + other;
+                reduce[b] = kV ? fmaxf(reduce[b], other) : reduce[b] + other;
             }
 #pragma unroll
         for (int b = 0; b < kConvBatch; ++b)
-            if (t0 + base + b < it.len) store_conv_row(p, grp, out, row0, base + b, y[b], reduce[b]);
+            if (t0 + base + b < it.len) store_conv_row<kV>(p, grp, out, row0_low, base + b, y[b], reduce[b]);
 #pragma unroll
         for (int m = 0; m < kHalo; ++m)
 #pragma unroll
             for (int c = 0; c < 4; ++c) x[m][c] = x[m + kConvBatch][c];
     }
+}
+
+template <int kW> __device__ __forceinline__ void conv_group(const Params &p, const Item &it, const ConvGroup &grp, bool v)
+{
+    if (v)
+        conv_tokens<kW, true>(p, it, grp);
+    else
+        conv_tokens<kW, false>(p, it, grp);
 }
 
 /*
@@ -529,22 +559,22 @@ __global__ void __launch_bounds__(kConvThreads) conv_kernel(const __grid_constan
     Item it;
     if (!item_of_block(p, it)) return;
     const int group = blockIdx.y;
+    const bool v = group >= 2 * L.hk;
     ConvGroup grp;
-    grp.v = group >= 2 * L.hk;
     grp.q = group < L.hk;
-    grp.head = grp.v ? group - 2 * L.hk : grp.q ? group : group - L.hk;
-    grp.width = grp.v ? L.dv : kDk;
-    grp.ch0 = grp.v ? 2 * L.hk * kDk + grp.head * L.dv : group * kDk;
+    grp.head = v ? group - 2 * L.hk : grp.q ? group : group - L.hk;
+    grp.width = v ? L.dv : kDk;
+    grp.ch0 = v ? 2 * L.hk * kDk + grp.head * L.dv : group * kDk;
     switch (L.conv_width) {
-    case 0: conv_tokens<0>(p, it, grp); break;
-    case 1: conv_tokens<1>(p, it, grp); break;
-    case 2: conv_tokens<2>(p, it, grp); break;
-    case 3: conv_tokens<3>(p, it, grp); break;
-    case 4: conv_tokens<4>(p, it, grp); break;
-    case 5: conv_tokens<5>(p, it, grp); break;
-    case 6: conv_tokens<6>(p, it, grp); break;
-    case 7: conv_tokens<7>(p, it, grp); break;
-    default: conv_tokens<8>(p, it, grp); break;
+    case 0: conv_group<0>(p, it, grp, v); break;
+    case 1: conv_group<1>(p, it, grp, v); break;
+    case 2: conv_group<2>(p, it, grp, v); break;
+    case 3: conv_group<3>(p, it, grp, v); break;
+    case 4: conv_group<4>(p, it, grp, v); break;
+    case 5: conv_group<5>(p, it, grp, v); break;
+    case 6: conv_group<6>(p, it, grp, v); break;
+    case 7: conv_group<7>(p, it, grp, v); break;
+    default: conv_group<8>(p, it, grp, v); break;
     }
 }
 
