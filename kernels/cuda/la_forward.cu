@@ -26,9 +26,10 @@
  *    decode on an H200: the 8× repeated conv loads, not DRAM, bounded them.)
  *
  * 2. conv_state_kernel — one thread per (sequence, 8 channels, slice of its checkpoints) writes the conv windows:
- *    each checkpoint's and the final one. It runs after (1) on the same stream because (1) reads the initial
- *    window, which for a continued sequence lives in the very slot (2) overwrites; q/k channels are read by several
- *    CTAs of (1), so no CTA of (1) could overwrite them without a grid-wide barrier.
+ *    each checkpoint's and the final one. It is a programmatic dependent launch: it starts while (1) runs and does
+ *    its loads, then waits for (1) to end before writing, because (1) reads the initial window, which for a
+ *    continued sequence lives in the very slot (2) overwrites; q/k channels are read by several CTAs of (1), so no
+ *    CTA of (1) could overwrite them without a grid-wide barrier.
  *
  * Sequences of kChunkedMinTokens tokens or more skip (1) and run in the chunked tensor-core kernel of
  * chunk_prefill.cu instead, when the layer's shape allows it and the batch has such a sequence (la_batch's host-side
@@ -255,6 +256,14 @@ __device__ __forceinline__ float conv_output(const ForwardParams &p, const ConvI
     return silu(acc);
 }
 
+/* ---- programmatic dependent launch ---------------------------------------------------------------------------- */
+
+/* conv_state_kernel is launched as a programmatic dependent of the token kernel before it: it may start once every
+ * CTA of that kernel has begun (allow_dependents), loads what it needs meanwhile, and waits for the kernel's end
+ * (wait_for_primary) before its first write, since it overwrites the initial windows the token kernel reads. */
+__device__ __forceinline__ void allow_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void wait_for_primary() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
 /* ---- the recurrence ----------------------------------------------------------------------------------------- */
 
 __device__ __forceinline__ float warp_sum(float x)
@@ -334,6 +343,7 @@ __device__ __forceinline__ void conv_token(const ForwardParams &p, const ConvInp
 template <int kRows, typename State>
 __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm : 2) recurrent_kernel(const __grid_constant__ ForwardParams p)
 {
+    allow_dependents();
     constexpr int kTileRows = kRows * kRowGroups;
     static_assert(kTileRows <= kMaxHeadDim, "rows exceed the largest head");
     __shared__ __align__(16) TokenTile<kTileRows> tile;
@@ -571,6 +581,7 @@ template <typename State>
 __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
     column_kernel(const __grid_constant__ ForwardParams p)
 {
+    allow_dependents();
     __shared__ __align__(16) ColumnTile tile;
 
     const la_layer &L = p.layer;
@@ -671,6 +682,7 @@ struct SplitTile {
 template <typename State>
 __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_kernel(const __grid_constant__ ForwardParams p)
 {
+    allow_dependents();
     __shared__ __align__(16) SplitTile tile;
 
     const la_layer &L = p.layer;
@@ -843,6 +855,7 @@ __global__ void __launch_bounds__(kConvThreads)
     uint4 init[kMaxWidth - 1];
     if (slice > 0) {
         for (int m = 0; m < kMaxWidth - 1; ++m) init[m] = make_uint4(0, 0, 0, 0); /* never read */
+        wait_for_primary();
         for (int i = slice - 1; i < seq.checkpoint_count; i += kConvSlices - 1) {
             const la_checkpoint cp = p.checkpoints[seq.checkpoint_begin + i];
             if (!reaches_back(cp)) write_window(p, seq, ch, init, cp.slot, cp.position - seq.start_position);
@@ -857,6 +870,7 @@ __global__ void __launch_bounds__(kConvThreads)
                       ? load8(p.state.conv + ((size_t)seq.init_slot * keep + m) * p.channels + ch.c0, ch.valid,
                               ch.pool_vector)
                       : make_uint4(0, 0, 0, 0);
+    wait_for_primary();
     for (int i = 0; i < seq.checkpoint_count; ++i) {
         const la_checkpoint cp = p.checkpoints[seq.checkpoint_begin + i];
         if (!reaches_back(cp)) break;
@@ -976,6 +990,14 @@ extern "C" int la_cuda_forward(const la_layer *layer, const la_batch *batch, con
     const int blocks_per_seq = (chunks + kConvThreads - 1) / kConvThreads;
     const long long conv_blocks = (long long)batch->num_seqs * blocks_per_seq;
     if (conv_blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-    conv_state_kernel<<<dim3((unsigned)conv_blocks, kConvSlices), kConvThreads, 0, stream>>>(p, blocks_per_seq);
-    return cudaGetLastError();
+    cudaLaunchAttribute early_start;
+    early_start.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    early_start.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)conv_blocks, kConvSlices);
+    config.blockDim = dim3(kConvThreads);
+    config.stream = stream;
+    config.attrs = &early_start;
+    config.numAttrs = 1;
+    return cudaLaunchKernelEx(&config, conv_state_kernel, p, blocks_per_seq);
 }
