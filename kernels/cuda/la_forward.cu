@@ -514,6 +514,19 @@ __device__ __forceinline__ void store_column(State *column, const float (&s)[kRo
     for (int i = 0; i < kRows; ++i) store_state(column + i * kColumnDim, s[i]);
 }
 
+/* The sequence's initial state in kRows rows of one column (`offset`: its first element within a head), or zeros. */
+template <typename State, int kRows>
+__device__ __forceinline__ void load_initial_column(const ForwardParams &p, const la_seq &seq, int head, size_t offset,
+                                                    float (&s)[kRows])
+{
+    if (seq.init_slot >= 0) {
+        load_column(head_state<State>(p, seq.init_slot, head) + offset, s);
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) s[i] = 0.0f;
+}
+
 /* Called after the shared-memory reads of rows i .. i+3: every kFenceRows rows, keeps the compiler from hoisting
  * all of the token's q/k reads ahead of their use, which would need hundreds of registers beside the state's. */
 constexpr int kFenceRows = 16;
@@ -592,12 +605,7 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
 
     /* The state loads go first: they are the long pole, and nothing depends on them until the conv is done. */
     float s[kColumnDim];
-    if (seq.init_slot >= 0) {
-        load_column(head_state<State>(p, seq.init_slot, head) + col, s);
-    } else {
-#pragma unroll
-        for (int i = 0; i < kColumnDim; ++i) s[i] = 0.0f;
-    }
+    load_initial_column<State>(p, seq, head, col, s);
 
     const int qk_head = head / (L.hv / L.hk);
     const ConvInputs conv_in = conv_inputs(p, seq);
@@ -696,12 +704,7 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_ke
     const size_t own = (size_t)row0 * kColumnDim + col; /* first element of the thread's rows within a head */
 
     float s[kSplitRows];
-    if (seq.init_slot >= 0) {
-        load_column(head_state<State>(p, seq.init_slot, head) + own, s);
-    } else {
-#pragma unroll
-        for (int i = 0; i < kSplitRows; ++i) s[i] = 0.0f;
-    }
+    load_initial_column<State>(p, seq, head, own, s);
 
     const int qk_head = head / (L.hv / L.hk);
     const ConvInputs conv_in = conv_inputs(p, seq);
