@@ -474,7 +474,8 @@ __device__ __forceinline__ void load_conv_inputs(const Params &p, const Item &it
 
 /* A warp's 16 tokens of the group: lane l convolves channels 4l .. 4l + 3, its taps in registers and all its inputs
  * loaded up front (the loads are the long pole). kW: conv width (0: no conv, no SiLU); kV: a v group. */
-template <int kW, bool kV> __device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, const ConvGroup &grp)
+template <int kW, bool kV>
+__device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, const ConvGroup &grp)
 {
     constexpr int kTaps = kW > 0 ? kW : 1, kHalo = kTaps - 1, kRows = kHalo + kConvTokens;
     const la_layer &L = p.layer;
@@ -539,7 +540,8 @@ template <int kW, bool kV> __device__ __forceinline__ void conv_tokens(const Par
     }
 }
 
-template <int kW> __device__ __forceinline__ void conv_group(const Params &p, const Item &it, const ConvGroup &grp, bool v)
+template <int kW>
+__device__ __forceinline__ void conv_group(const Params &p, const Item &it, const ConvGroup &grp, bool v)
 {
     if (v)
         conv_tokens<kW, true>(p, it, grp);
@@ -1102,7 +1104,10 @@ __device__ __forceinline__ int state_row(const ChainWarp &cw, int e)
 {
     return 16 * cw.rows + ((threadIdx.x & 31) >> 2) + 8 * (e >> 1);
 }
-__device__ __forceinline__ int state_col(const ChainWarp &cw, int nt) { return 16 * cw.cols + 8 * nt + 2 * (threadIdx.x & 3); }
+__device__ __forceinline__ int state_col(const ChainWarp &cw, int nt)
+{
+    return 16 * cw.cols + 8 * nt + 2 * (threadIdx.x & 3);
+}
 
 template <typename State>
 __device__ __forceinline__ void load_state(const State *tile, int dv, const ChainWarp &cw, float (&s)[2][4])
