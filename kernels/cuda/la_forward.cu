@@ -341,7 +341,8 @@ __device__ __forceinline__ void conv_token(const ForwardParams &p, const ConvInp
  * alone: its state loads, the sums over its rows by shuffles, its outputs and its stores.
  */
 template <int kRows, typename State>
-__global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm : 2) recurrent_kernel(const __grid_constant__ ForwardParams p)
+__global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm : 2)
+    recurrent_kernel(const __grid_constant__ ForwardParams p)
 {
     allow_dependents();
     constexpr int kTileRows = kRows * kRowGroups;
@@ -548,7 +549,8 @@ __device__ __forceinline__ void put_qk(ColumnTile &tile, int buf, float q_own, f
     const int j = threadIdx.x, lane = j % 32, warp = j / 32;
     tile.q[buf][j] = q_own;
     tile.k[buf][j] = k_own;
-    const float sq_part = warp_sum(q_own * q_own), sk_part = warp_sum(k_own * k_own), sqk_part = warp_sum(q_own * k_own);
+    const float sq_part = warp_sum(q_own * q_own), sk_part = warp_sum(k_own * k_own);
+    const float sqk_part = warp_sum(q_own * k_own);
     if (lane == 0) {
         tile.partial[buf][warp][0] = sq_part;
         tile.partial[buf][warp][1] = sk_part;
@@ -688,7 +690,8 @@ struct SplitTile {
  * thread, as column_kernel does); the four warps of a column add their partial pk and pq behind a second barrier.
  */
 template <typename State>
-__global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_kernel(const __grid_constant__ ForwardParams p)
+__global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm)
+    split_column_kernel(const __grid_constant__ ForwardParams p)
 {
     allow_dependents();
     __shared__ __align__(16) SplitTile tile;
@@ -754,7 +757,8 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm) split_column_ke
         const float decay = gate.decay;
         const float u = delta_rule ? gate.beta * (v - decay * pk_sum) : v;
         if (warp == 0)
-            p.io.out[row * p.io.out_stride + head * kColumnDim + col] = float_to_bf16_bits(fmaf(f.qk, u, decay * pq_sum));
+            p.io.out[row * p.io.out_stride + head * kColumnDim + col] =
+                float_to_bf16_bits(fmaf(f.qk, u, decay * pq_sum));
 
         const float ku = f.k * u;
 #pragma unroll
