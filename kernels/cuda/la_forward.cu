@@ -296,14 +296,25 @@ __device__ __forceinline__ HeadGates head_gates(const la_layer &L, int head)
     return {expf(L.A_log[head]), L.dt_bias ? L.dt_bias[head] : 0.0f};
 }
 
-__device__ __forceinline__ Gate token_gate(const ForwardParams &p, int64_t row, int head, const HeadGates &hg,
+/* A token's a and b of the head, as bf16 bits. Loaded with the token's conv inputs, before its barrier: loaded where
+ * the gate is used, after it, their round trip sat on a decode step's critical path. */
+struct GateInputs {
+    uint16_t a, b;
+};
+
+__device__ __forceinline__ GateInputs gate_inputs(const ForwardParams &p, int64_t row, int head, bool delta_rule)
+{
+    return {p.io.a ? p.io.a[row * p.io.a_stride + head] : (uint16_t)0,
+            delta_rule ? p.io.b[row * p.io.b_stride + head] : (uint16_t)0};
+}
+
+__device__ __forceinline__ Gate token_gate(const ForwardParams &p, const GateInputs &in, const HeadGates &hg,
                                            bool delta_rule)
 {
-    const float a = p.io.a ? bf16_bits_to_float(p.io.a[row * p.io.a_stride + head]) : 0.0f;
-    const float g = p.io.a ? -hg.decay_rate * softplus(a + hg.dt_bias) : -hg.decay_rate;
+    const float g = p.io.a ? -hg.decay_rate * softplus(bf16_bits_to_float(in.a) + hg.dt_bias) : -hg.decay_rate;
     Gate gate;
     gate.decay = expf(g);
-    gate.beta = delta_rule ? sigmoid(bf16_bits_to_float(p.io.b[row * p.io.b_stride + head])) : 0.0f;
+    gate.beta = delta_rule ? sigmoid(bf16_bits_to_float(in.b)) : 0.0f;
     return gate;
 }
 
@@ -395,6 +406,7 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
     for (int t = 0; t < seq.num_tokens; ++t) {
         const int64_t row = seq.token_offset + t;
         const int buf = t % 2;
+        const GateInputs gate_in = gate_inputs(p, row, head, delta_rule);
         conv_token<kTileRows>(p, conv_in, t, qk_head, head, col0, tile, buf);
         __syncthreads();
         if (!has_columns) continue;
@@ -446,7 +458,7 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
             pq[j] = row_groups_sum(pq[j]);
         }
 
-        const Gate gate = token_gate(p, row, head, gates, delta_rule);
+        const Gate gate = token_gate(p, gate_in, gates, delta_rule);
         const float decay = gate.decay;
         float o[kLaneCols];
 #pragma unroll
@@ -642,7 +654,9 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
         const float pk_sum = ((pk[0] + pk[1]) + (pk[2] + pk[3])) * f.k;
         const float pq_sum = ((pq[0] + pq[1]) + (pq[2] + pq[3])) * f.q;
 
-        const Gate gate = token_gate(p, row, head, gates, delta_rule);
+        /* a and b loaded here, not with the conv inputs as the other kernels do: with 3 CTAs an SM the registers they
+         * would hold across the barrier cost decode B=64 / 256 2% on an H100 */
+        const Gate gate = token_gate(p, gate_inputs(p, row, head, delta_rule), gates, delta_rule);
         const float decay = gate.decay;
         const float u = delta_rule ? gate.beta * (v - decay * pk_sum) : v;
         p.io.out[row * p.io.out_stride + head * kColumnDim + col] = float_to_bf16_bits(fmaf(f.qk, u, decay * pq_sum));
@@ -720,6 +734,7 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm)
     for (int t = 0; t < seq.num_tokens; ++t) {
         const int64_t row = seq.token_offset + t;
         const int buf = t % 2;
+        const GateInputs gate_in = gate_inputs(p, row, head, delta_rule);
         const float q_own = conv_output(p, conv_in, qk_head * kColumnDim + threadIdx.x, t);
         const float k_own = conv_output(p, conv_in, (L.hk + qk_head) * kColumnDim + threadIdx.x, t);
         /* every warp convolves its column's v: the same addresses, so cache hits, and no third barrier */
@@ -753,7 +768,7 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm)
         pk_sum *= f.k;
         pq_sum *= f.q;
 
-        const Gate gate = token_gate(p, row, head, gates, delta_rule);
+        const Gate gate = token_gate(p, gate_in, gates, delta_rule);
         const float decay = gate.decay;
         const float u = delta_rule ? gate.beta * (v - decay * pk_sum) : v;
         if (warp == 0)
