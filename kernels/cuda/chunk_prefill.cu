@@ -555,7 +555,13 @@ __device__ __forceinline__ void conv_group(const Params &p, const Item &it, cons
  * l2norm into scalars and keeps fp16 in range; v as fp16 scaled per row by a power of two, into the 32-column tiles
  * that the prepare kernel overwrites with U₀.
  */
-__global__ void __launch_bounds__(kConvThreads) conv_kernel(const __grid_constant__ Params p)
+/* Resident conv CTAs per SM asked of the register allocator. One kernel per width: as one kernel switching on the
+ * width it took the widest instance's 128 registers (4 CTAs an SM, DRAM 33% busy on an H200 by ncu); width 4 alone
+ * fits 96 with no spill, so 5 CTAs keep more rows in flight. */
+constexpr int conv_blocks_per_sm(int width) { return width <= 4 ? 5 : 4; }
+
+template <int kW>
+__global__ void __launch_bounds__(kConvThreads, conv_blocks_per_sm(kW)) conv_kernel(const __grid_constant__ Params p)
 {
     const la_layer &L = p.layer;
     Item it;
@@ -567,17 +573,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_kernel(const __grid_constan
     grp.head = v ? group - 2 * L.hk : grp.q ? group : group - L.hk;
     grp.width = v ? L.dv : kDk;
     grp.ch0 = v ? 2 * L.hk * kDk + grp.head * L.dv : group * kDk;
-    switch (L.conv_width) {
-    case 0: conv_group<0>(p, it, grp, v); break;
-    case 1: conv_group<1>(p, it, grp, v); break;
-    case 2: conv_group<2>(p, it, grp, v); break;
-    case 3: conv_group<3>(p, it, grp, v); break;
-    case 4: conv_group<4>(p, it, grp, v); break;
-    case 5: conv_group<5>(p, it, grp, v); break;
-    case 6: conv_group<6>(p, it, grp, v); break;
-    case 7: conv_group<7>(p, it, grp, v); break;
-    default: conv_group<8>(p, it, grp, v); break;
-    }
+    conv_group<kW>(p, it, grp, v);
 }
 
 /* ---- pass 3: the chunk-parallel part of the solve ------------------------------------------------------------ */
@@ -1404,14 +1400,29 @@ cudaError_t launch(Kernel kernel, dim3 grid, int threads, size_t smem, const Par
     return cudaGetLastError();
 }
 
+cudaError_t launch_conv(const Params &p, cudaStream_t stream)
+{
+    const dim3 grid((unsigned)p.ws.max_items, (unsigned)(2 * p.layer.hk + p.layer.hv));
+    switch (p.layer.conv_width) {
+    case 0: conv_kernel<0><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 1: conv_kernel<1><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 2: conv_kernel<2><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 3: conv_kernel<3><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 4: conv_kernel<4><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 5: conv_kernel<5><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 6: conv_kernel<6><<<grid, kConvThreads, 0, stream>>>(p); break;
+    case 7: conv_kernel<7><<<grid, kConvThreads, 0, stream>>>(p); break;
+    default: conv_kernel<8><<<grid, kConvThreads, 0, stream>>>(p); break;
+    }
+    return cudaGetLastError();
+}
+
 template <bool kDelta, typename State> cudaError_t launch_passes(const Params &p, unsigned chains, cudaStream_t stream)
 {
     chunk_map_kernel<<<1, kMapThreads, 0, stream>>>(p);
     cudaError_t err = cudaGetLastError();
     if (err == cudaSuccess) {
-        conv_kernel<<<dim3((unsigned)p.ws.max_items, (unsigned)(2 * p.layer.hk + p.layer.hv)), kConvThreads, 0,
-                      stream>>>(p);
-        err = cudaGetLastError();
+        err = launch_conv(p, stream);
     }
     if (err == cudaSuccess)
         err = launch(prepare_kernel<kDelta>, dim3((unsigned)p.ws.max_items, (unsigned)p.layer.hv), kThreads,
