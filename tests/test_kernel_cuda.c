@@ -196,6 +196,30 @@ Test(kernel_cuda, decode_batch_mixed_steps)
     check_case("draft steps with long prefills, simple GLA", &gla, seqs, N);
 }
 
+/* The batch's hint, as a graph captured for decode steps carries it (one token a sequence), on a batch of prefills:
+ * the token kernels take every sequence, long ones with their checkpoints included, and sequences without tokens. */
+static void check_with_decode_hint(const char *name, const seq_spec *specs, int32_t num_seqs)
+{
+    require_device();
+    prepared_case c;
+    prepare_case(&qwen3_next, specs, num_seqs, &rows_tight, &c);
+    c.device.batch.max_seq_tokens = 1;
+    run_forward(&c.device, 0);
+    expect_matches_reference(name, &c, CONV_WINDOWS_AS_REFERENCE);
+    release_case(&c);
+}
+
+Test(kernel_cuda, decode_hint_on_a_batch_of_prefills)
+{
+    const seq_spec seqs[] = {
+        {300, SEQ_CONTINUE, 60, 64, 1}, {1, SEQ_CONTINUE, 127, 64, 1}, {2, SEQ_FROM_SLOT, 5, 0, 1},
+        {0, SEQ_FROM_SLOT, 64, 0, 0},   {0, SEQ_CONTINUE, 9, 0, 0},    {70, SEQ_ZERO, 0, 64, 0},
+        {1, SEQ_PADDING, 0, 0, 0},
+    };
+    check_with_decode_hint("one CTA per head: prefills, restores, empty steps", seqs, COUNT(seqs));
+    check_with_decode_hint("heads split over CTAs: a prefill and a restore", seqs, 3);
+}
+
 /* Batches with fewer (sequence, v-head) pairs than SMs (any GPU of 97 SMs or more for these) split each head over
  * several CTAs; multi-token steps with a checkpoint after every token, as speculative decoding writes them, check
  * that the CTAs of a head stay in step over tokens. */

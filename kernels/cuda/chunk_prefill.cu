@@ -16,9 +16,12 @@
  *   3. prepare_kernel, one CTA per (chunk, v-head), all chunks at once: the gates, P and A on tensor cores, T⁻¹ by
  *      blocks and the triangular solve for [W | U₀] in one pass over dk + dv right-hand columns.
  *   4. chain_kernel, one CTA per (sequence, v-head, 32-column tile of dv), marches over the chunks with its dk×32
- *      state tile float32 in registers: X = W S and Y = Q̂ S, U = U₀ − X, then O and the new S; the next chunk's
- *      tiles arrive by bulk copies (cp.async.bulk, one mbarrier per stage) while this one is computed. It writes
- *      the outputs, the checkpoints at their chunk ends and the final state.
+ *      state tile float32 in registers: X = W S and Y = Q̂ S, U = U₀ − X, then O and the new S, two barriers a
+ *      chunk. The fp16 copy of the new S that the next chunk's products read is staged at the end of the update,
+ *      scaled by a bound on |S| (state_bound), not by its maximum, which would take a reduction over the CTA and a
+ *      barrier before the products; the next chunk's tiles arrive by bulk copies (cp.async.bulk, one mbarrier per
+ *      stage), issued a whole chunk ahead by the warps that do not compute U. It writes the outputs, the
+ *      checkpoints at their chunk ends and the final state.
  * Passes 2–4 meet in a workspace (la_batch.workspace; the Workspace struct below) indexed by the token's row in
  * the batch.
  *
@@ -41,8 +44,9 @@
  *
  * Operands are fp16 (10-bit mantissa; bf16 operands land near 4e-3 relative error against the float64 reference,
  * fp16 near 1e-3), accumulation fp32, each fp16 copy scaled by a power of two that keeps it in range whatever the
- * magnitude of the inputs: S by its running maximum, v per row, W and U₀ by their right-hand sides' maxima (per
- * chunk and head, with room for growth through the solve), U by the maximum of each 16×16 block.
+ * magnitude of the inputs: S by a bound on |S| (from its exact maximum a chunk before), v per row, W and U₀ by
+ * their right-hand sides' maxima (per chunk and head, with room for growth through the solve), U by the maximum of
+ * each 16×16 block.
  *
  * Conv windows are not written here (see chunk_prefill.h).
  */
@@ -68,7 +72,7 @@ constexpr int kChainThreads = 32 * kChainWarps;
 constexpr int kMaxWidth = 8;
 constexpr int kSolverWarp0 = kWarps - 2; /* the two warps that invert the diagonal blocks of T */
 constexpr int kGateWarp = kWarps - 1;
-constexpr int kStateTarget = 12;           /* scaled |S| < 2^12 in fp16 */
+constexpr int kStateTarget = 14;           /* scaled |S| < 2^14 in fp16, from a bound on |S| */
 constexpr int kSolveTarget = 8;            /* scaled right-hand sides < 2^8: room for growth through the solve */
 constexpr int kUpdateTarget = 14;          /* scaled |U| < 2^14 per 16×16 block */
 constexpr int kMapThreads = 1024;
@@ -76,8 +80,10 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 /* The chunk-parallel results, carved from the caller's workspace. Rows are the batch's token rows and every array
  * is head-major, so one chunk of one head is a contiguous block that the chain kernel fetches with a few bulk
- * copies. The 16-byte units of the rows of q̂, k̂, W and P are stored swizzled (unit c of row r at c ^ (r & 7)), so
- * that copied as they are into unpadded shared tiles their ldmatrix reads are free of bank conflicts. */
+ * copies. The 16-byte units of the rows of q̂, k̂, W and P are stored swizzled (unit c of the chunk's row r at
+ * c ^ (r & 7)), so that copied as they are into unpadded shared tiles their ldmatrix reads are free of bank
+ * conflicts; keyed by the row's place in its chunk, every tile has the same layout, so the kernels' shared-memory
+ * addresses do not change from chunk to chunk. */
 struct Workspace {
     __half *q, *k;   /* [hk][rows][dk]: q̂, k̂ (swizzled) */
     float *nq, *nk;  /* [hk][rows]: the lengths of q (times the scale) and k */
@@ -93,8 +99,9 @@ struct Workspace {
     int32_t max_items;
 };
 
-/* Where the 16-byte unit holding column col (a multiple of 8) of row `row` sits in a swizzled row, in halves. */
-__device__ __forceinline__ int swizzled_col(int64_t row, int col) { return ((col >> 3) ^ (int)(row & 7)) << 3; }
+/* Where the 16-byte unit holding column col (a multiple of 8) of a chunk's row r sits in its swizzled row, in
+ * halves. */
+__device__ __forceinline__ int swizzled_col(int r, int col) { return ((col >> 3) ^ (r & 7)) << 3; }
 
 struct Params {
     la_layer layer;
@@ -125,8 +132,22 @@ struct Gates {
 
 __device__ __forceinline__ float bf16_bits_to_float(uint16_t bits) { return __uint_as_float((uint32_t)bits << 16); }
 __device__ __forceinline__ uint16_t float_to_bf16_bits(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
-/* Fast-math gates: relative errors near 1e-6, far below what bf16 inputs carry. */
-__device__ __forceinline__ float sigmoid(float z) { return __fdividef(1.0f, 1.0f + __expf(-z)); }
+/* Fast-math gates: relative errors near 1e-6, far below what bf16 inputs carry. 2^x and 1/x go to the MUFU unit
+ * with subnormals flushed: without the flush each takes a range test and two fix-ups around it, which cost the
+ * issue-bound conv pass ~5 of its ~33 instructions an output. */
+__device__ __forceinline__ float exp2_ftz(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float rcp_ftz(float x)
+{
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float sigmoid(float z) { return rcp_ftz(1.0f + exp2_ftz(-1.4426950408889634f * z)); }
 __device__ __forceinline__ float softplus(float z) { return z > 20.0f ? z : __logf(1.0f + __expf(z)); }
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
@@ -137,11 +158,10 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
+/* The warp's largest x ≥ 0: non-negative floats order like their bits, so one integer reduction does it. */
 __device__ __forceinline__ float warp_max(float x)
 {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFullMask, x, o));
-    return x;
+    return __uint_as_float(__reduce_max_sync(kFullMask, __float_as_uint(x)));
 }
 
 /* 2^k with bound · 2^k < 2^target (k within ±100); 1 for a zero, subnormal or non-finite bound. */
@@ -309,30 +329,29 @@ __global__ void __launch_bounds__(kMapThreads) chunk_map_kernel(const __grid_con
 }
 
 
-/* ---- swizzled shared tiles (the workspace's row layout, rows keyed by their index in the batch) ----------------- */
+/* ---- swizzled shared tiles (the workspace's row layout, rows keyed by their index in the chunk) ----------------- */
 
 /* ldmatrix of the A operand (16×16 at row m0, col k0) of a row-major tile, of the A operand of a tile stored
- * transposed ([k][m]), and of the B operands of two n-tiles of a tile stored [n][k]; key = the first row's & 7. */
+ * transposed ([k][m]), and of the B operands of two n-tiles of a tile stored [n][k]. */
 template <int kCols>
-__device__ __forceinline__ void load_a_swizzled(const __half (*m)[kCols], int key, int m0, int k0, uint32_t (&r)[4])
+__device__ __forceinline__ void load_a_swizzled(const __half (*m)[kCols], int m0, int k0, uint32_t (&r)[4])
 {
     const int l = threadIdx.x & 31, row = m0 + (l & 15), col = k0 + (l >> 4) * 8;
-    ldsm_x4(smem_addr(&m[row][swizzled_col(key + row, col)]), r);
+    ldsm_x4(smem_addr(&m[row][swizzled_col(row, col)]), r);
 }
 
 template <int kCols>
-__device__ __forceinline__ void load_a_transposed_swizzled(const __half (*m)[kCols], int key, int m0, int k0,
-                                                           uint32_t (&r)[4])
+__device__ __forceinline__ void load_a_transposed_swizzled(const __half (*m)[kCols], int m0, int k0, uint32_t (&r)[4])
 {
     const int l = threadIdx.x & 31, row = k0 + (l & 7) + (l >> 4) * 8, col = m0 + ((l >> 3) & 1) * 8;
-    ldsm_x4_trans(smem_addr(&m[row][swizzled_col(key + row, col)]), r);
+    ldsm_x4_trans(smem_addr(&m[row][swizzled_col(row, col)]), r);
 }
 
 template <int kCols>
-__device__ __forceinline__ void load_b_nk_swizzled(const __half (*m)[kCols], int key, int n0, int k0, uint32_t (&r)[4])
+__device__ __forceinline__ void load_b_nk_swizzled(const __half (*m)[kCols], int n0, int k0, uint32_t (&r)[4])
 {
     const int l = threadIdx.x & 31, row = n0 + (l & 7) + (l >> 4) * 8, col = k0 + ((l >> 3) & 1) * 8;
-    ldsm_x4(smem_addr(&m[row][swizzled_col(key + row, col)]), r);
+    ldsm_x4(smem_addr(&m[row][swizzled_col(row, col)]), r);
 }
 
 __device__ __forceinline__ void cp_async16(void *dst, const void *src)
@@ -429,7 +448,7 @@ __device__ __forceinline__ float pow2_inverse(float x) { return __uint_as_float(
  * max |y| (v). */
 template <bool kV>
 __device__ __forceinline__ void store_conv_row(const Params &p, const ConvGroup &grp, const ConvOut &out,
-                                               int row0_low, int r, const float (&y)[4], float reduce)
+                                               int t0, int r, const float (&y)[4], float reduce)
 {
     const int lane = threadIdx.x & 31, col = 4 * lane;
     float f, length;
@@ -442,7 +461,7 @@ __device__ __forceinline__ void store_conv_row(const Params &p, const ConvGroup 
         const float norm = reduce * f; /* √reduce */
         length = p.layer.qk_l2norm ? norm * rsqrtf(reduce + 1e-6f) : norm;
         if (grp.q) length *= p.layer.scale;
-        dst += swizzled_col(row0_low + r, col & ~7);
+        dst += swizzled_col(t0 + r, col & ~7);
     }
     if (lane == 0) out.lengths[r] = length;
     if (col < grp.width)
@@ -499,7 +518,6 @@ __device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, con
     }
     const int64_t row0 = it.row0 + t0;
     const ConvOut out = conv_out<kV>(p, grp, row0);
-    const int row0_low = (int)(row0 & 7);
     float x[kHalo + kConvBatch][4]; /* the unpacked window of the current batch */
 #pragma unroll
     for (int m = 0; m < kHalo; ++m)
@@ -526,16 +544,18 @@ __device__ __forceinline__ void conv_tokens(const Params &p, const Item &it, con
                 reduce[b] = kV ? fmaxf(reduce[b], fabsf(acc)) : fmaf(acc, acc, reduce[b]);
             }
         }
+        if (kV) {
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
+            for (int b = 0; b < kConvBatch; ++b) reduce[b] = warp_max(reduce[b]);
+        } else {
 #pragma unroll
-            for (int b = 0; b < kConvBatch; ++b) {
-                const float other = __shfl_xor_sync(kFullMask, reduce[b], o);
-                reduce[b] = kV ? fmaxf(reduce[b], other) : reduce[b] + other;
-            }
+            for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                for (int b = 0; b < kConvBatch; ++b) reduce[b] += __shfl_xor_sync(kFullMask, reduce[b], o);
+        }
 #pragma unroll
         for (int b = 0; b < kConvBatch; ++b)
-            if (t0 + base + b < it.len) store_conv_row<kV>(p, grp, out, row0_low, base + b, y[b], reduce[b]);
+            if (t0 + base + b < it.len) store_conv_row<kV>(p, grp, out, t0, base + b, y[b], reduce[b]);
 #pragma unroll
         for (int m = 0; m < kHalo; ++m)
 #pragma unroll
@@ -592,7 +612,7 @@ struct alignas(16) PrepSmem {
     Gates gates;
 };
 
-/* The chunk's q̂, k̂ (key-swizzled rows) and v tiles by 16-byte asynchronous copies, zeros past its tokens; the
+/* The chunk's q̂, k̂ (swizzled rows) and v tiles by 16-byte asynchronous copies, zeros past its tokens; the
  * lengths and v's row scales by plain loads. */
 __device__ __forceinline__ void load_prepare_inputs(const Params &p, const Item &it, int head, int qk_head,
                                                     PrepSmem &sm)
@@ -721,15 +741,15 @@ __device__ __forceinline__ int warp_blocks(bool delta, int warp, Block (&blk)[3]
 
 /* The blocks' Gram products over dk, loads one k-step ahead of the mma. */
 template <int N>
-__device__ __forceinline__ void block_products(const PrepSmem &sm, int key, const Block (&blk)[3],
+__device__ __forceinline__ void block_products(const PrepSmem &sm, const Block (&blk)[3],
                                                float (&acc)[3][2][4])
 {
     uint32_t a[2][N][4], b[2][N][4];
     auto load = [&](int kk, int buf) {
 #pragma unroll
         for (int n = 0; n < N; ++n) {
-            load_a_swizzled(blk[n].which == 0 ? sm.q : sm.k, key, 16 * blk[n].bi, 16 * kk, a[buf][n]);
-            load_b_nk_swizzled(sm.k, key, 16 * blk[n].bj, 16 * kk, b[buf][n]);
+            load_a_swizzled(blk[n].which == 0 ? sm.q : sm.k, 16 * blk[n].bi, 16 * kk, a[buf][n]);
+            load_b_nk_swizzled(sm.k, 16 * blk[n].bj, 16 * kk, b[buf][n]);
         }
     };
     load(0, 0);
@@ -783,7 +803,7 @@ __device__ __forceinline__ void block_epilogue(const Params &p, const Item &it, 
             const int j0 = 16 * bj + 8 * nt + 2 * t;
             if (blk.which == 0) {
                 if (i < it.len)
-                    *reinterpret_cast<uint32_t *>(p_row + swizzled_col(batch_row, j0) + (j0 & 7)) =
+                    *reinterpret_cast<uint32_t *>(p_row + swizzled_col(i, j0) + (j0 & 7)) =
                         pack_half2(val[0], val[1]);
             } else if (bi != bj) {
                 *reinterpret_cast<uint32_t *>(&sm.a_neg[i][j0]) = pack_half2(-val[0], -val[1]);
@@ -796,11 +816,11 @@ __device__ __forceinline__ void block_epilogue(const Params &p, const Item &it, 
 }
 
 template <int N>
-__device__ __forceinline__ void warp_blocks_run(const Params &p, const Item &it, int head, int key, PrepSmem &sm,
+__device__ __forceinline__ void warp_blocks_run(const Params &p, const Item &it, int head, PrepSmem &sm,
                                                 const Block (&blk)[3])
 {
     float acc[3][2][4] = {};
-    block_products<N>(sm, key, blk, acc);
+    block_products<N>(sm, blk, acc);
 #pragma unroll
     for (int n = 0; n < N; ++n) block_epilogue(p, it, head, sm, blk[n], acc[n]);
 }
@@ -825,13 +845,13 @@ constexpr int kWSlabs = kDk / 16; /* 16-column slabs of W's right-hand side; U�
 /* Solves T X = R for the 16 columns col0.. of R = [diag(β e^G n_k) K̂ · 2^w | diag(β) V · 2^u] on Xᵀ, block by
  * block: Xᵀ_b = (Rᵀ_b − Σ_{c<b} Xᵀ_c A_bcᵀ) T_bbᵀ, in place: W's columns (kW) in the swizzled k̂ tile, U₀'s in the
  * v tiles. Each element is read as the right-hand side and overwritten with the solution by the same thread. */
-template <bool kW> __device__ __forceinline__ void solve_slab(PrepSmem &sm, int key, int col0, float scale)
+template <bool kW> __device__ __forceinline__ void solve_slab(PrepSmem &sm, int col0, float scale)
 {
     const Gates &gt = sm.gates;
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     /* the element of row i in column col0 + g + 8h */
     auto element = [&](int i, int h) -> __half * {
-        if (kW) return &sm.k[i][((((col0 >> 3) + h) ^ ((key + i) & 7)) << 3) + g];
+        if (kW) return &sm.k[i][swizzled_col(i, col0 + 8 * h) + g];
         return &sm.v[col0 / kTileCols][i][col0 % kTileCols + g + 8 * h];
     };
     uint32_t x_frag[kBlocks][4];
@@ -893,7 +913,7 @@ template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_ke
     const la_layer &L = p.layer;
     Item it;
     if (!item_of_block(p, it)) return;
-    const int head = blockIdx.y, qk_head = head / (L.hv / L.hk), key = (int)(it.row0 & 7);
+    const int head = blockIdx.y, qk_head = head / (L.hv / L.hk);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31;
 
     load_prepare_inputs(p, it, head, qk_head, sm);
@@ -923,11 +943,11 @@ template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_ke
     Block blk[3];
     const int blocks = warp_blocks(kDelta, warp, blk);
     if (blocks == 3)
-        warp_blocks_run<3>(p, it, head, key, sm, blk);
+        warp_blocks_run<3>(p, it, head, sm, blk);
     else if (blocks == 2)
-        warp_blocks_run<2>(p, it, head, key, sm, blk);
+        warp_blocks_run<2>(p, it, head, sm, blk);
     else
-        warp_blocks_run<1>(p, it, head, key, sm, blk);
+        warp_blocks_run<1>(p, it, head, sm, blk);
 
     if (!kDelta) { /* U = V, in the chunk's own scale */
         for (int idx = tid; idx < p.tiles * kChunk * kTileCols; idx += kThreads) {
@@ -946,9 +966,9 @@ template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_ke
     __syncthreads();
     for (int slab = warp; slab < kWSlabs + L.dv / 16; slab += kWarps) {
         if (slab < kWSlabs)
-            solve_slab<true>(sm, key, 16 * slab, w_scale);
+            solve_slab<true>(sm, 16 * slab, w_scale);
         else
-            solve_slab<false>(sm, key, 16 * (slab - kWSlabs), u_scale);
+            solve_slab<false>(sm, 16 * (slab - kWSlabs), u_scale);
     }
     __syncthreads();
     /* W: the k̂ tile's rows are already swizzled like the workspace's */
@@ -961,8 +981,7 @@ template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_ke
 /* ---- pass 4: the state chain ---------------------------------------------------------------------------------- */
 
 /* One chunk's workspace tiles for a chain CTA, as bulk copies leave them: w, q, k and p swizzled like the workspace
- * rows (by the row's index in the batch, so by key + r, key = the chunk's first row & 7); rows past the chunk's
- * tokens are zero. */
+ * rows; rows past the chunk's tokens are zero. */
 struct alignas(16) ChainStage {
     __half w[kChunk][kDk];
     __half q[kChunk][kDk];
@@ -979,7 +998,8 @@ struct alignas(16) ChainSmem {
     __half un[kChunk][kTileCols + 8]; /* U · σ, σ per 16×16 block */
     __half ut[kChunk][kTileCols + 8]; /* e^{G_C − G} n_k U · σ */
     float sigma_inv[kBlocks][2];      /* 1/σ by (16-token block, 16-column half) */
-    unsigned s_max[2];                /* float bits of max |S|, by chunk parity */
+    float u_largest[kBlocks][2];      /* the largest |U| and |e^{G_C − G} n_k U| of each block */
+    unsigned s_max[2];                /* float bits of max |S| after a chunk, by its parity */
     uint64_t arrived[2];              /* mbarriers: stage[b]'s bulk copies have landed */
 };
 
@@ -1033,13 +1053,14 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned b
                  : "memory");
 }
 
-/* Zeros rows [len, C) of a stage (a chunk shorter than C: the first or the last of a step), by threads
- * [0, kWorkers). */
-template <bool kDelta, int kWorkers> __device__ __forceinline__ void zero_stage_tail(ChainStage &st, int len)
+/* Zeros rows [len, C) of a stage (a chunk shorter than C: the first or the last of a step), by kWorkers threads
+ * numbered by `worker`. */
+template <bool kDelta, int kWorkers>
+__device__ __forceinline__ void zero_stage_tail(ChainStage &st, int len, int worker)
 {
     const uint4 zero = make_uint4(0, 0, 0, 0);
-    for (int r = len + (int)threadIdx.x / 16; r < kChunk; r += kWorkers / 16) {
-        const int c = 8 * (threadIdx.x % 16);
+    for (int r = len + worker / 16; r < kChunk; r += kWorkers / 16) {
+        const int c = 8 * (worker % 16);
         if (kDelta) *reinterpret_cast<uint4 *>(&st.w[r][c]) = zero;
         *reinterpret_cast<uint4 *>(&st.q[r][c]) = zero;
         *reinterpret_cast<uint4 *>(&st.k[r][c]) = zero;
@@ -1138,27 +1159,29 @@ __device__ __forceinline__ float block_abs_max(const float (&s)[2][4])
     return m;
 }
 
-/* S' = S · scale into shared memory as the fp16 operand of the products. */
-__device__ __forceinline__ void stage_state(ChainSmem &sm, const ChainWarp &cw, const float (&s)[2][4], float scale)
+/* S' = S · 2^s into shared memory as the fp16 operand of the products, 2^s from a bound on |S|; returns 2^−s. */
+__device__ __forceinline__ float stage_state(ChainSmem &sm, const ChainWarp &cw, const float (&s)[2][4], float bound)
 {
+    const float scale = pow2_scale(bound, kStateTarget);
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; e += 2)
             *reinterpret_cast<uint32_t *>(&sm.s[state_row(cw, e)][state_col(cw, nt)]) =
                 pack_half2(s[nt][e] * scale, s[nt][e + 1] * scale);
+    return pow2_inverse(scale);
 }
 
 /* The warp's block of X = W S' or Y = Q̂ S' (rows mt, columns nh). All fragments are loaded first, and even and
  * odd k-steps accumulate apart, so the dependent mma chains are half as long. */
-__device__ __forceinline__ void state_product(const ChainSmem &sm, const __half (*lhs)[kDk], int key, int mt, int nh,
+__device__ __forceinline__ void state_product(const ChainSmem &sm, const __half (*lhs)[kDk], int mt, int nh,
                                               float (&acc)[2][4])
 {
     constexpr int kSteps = kDk / 16;
     uint32_t fa[kSteps][4], fs[kSteps][4];
 #pragma unroll
     for (int kk = 0; kk < kSteps; ++kk) {
-        load_a_swizzled(lhs, key, 16 * mt, 16 * kk, fa[kk]);
+        load_a_swizzled(lhs, 16 * mt, 16 * kk, fa[kk]);
         load_b_kn(sm.s, 16 * kk, 16 * nh, fs[kk]);
     }
     float odd[2][4] = {};
@@ -1204,8 +1227,12 @@ __device__ __forceinline__ void update_block(ChainSmem &sm, const ChainStage &st
             }
         }
     }
-    const float sigma = pow2_scale(warp_max(largest), kUpdateTarget);
-    if (lane == 0) sm.sigma_inv[mt][nh] = 1.0f / sigma;
+    largest = warp_max(largest);
+    const float sigma = pow2_scale(largest, kUpdateTarget);
+    if (lane == 0) {
+        sm.sigma_inv[mt][nh] = pow2_inverse(sigma);
+        sm.u_largest[mt][nh] = largest;
+    }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int i = 16 * mt + g + 8 * h;
@@ -1223,7 +1250,7 @@ __device__ __forceinline__ void update_block(ChainSmem &sm, const ChainStage &st
 /* O = e^G n_q Y / 2^s + P U for the warp's block (rows mt, columns nh), written as bf16; each 16-token block of U
  * enters with its own 1/σ. */
 __device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, const ChainSmem &sm,
-                                        const ChainStage &st, int key, int mt, int nh, int c0, int len, float s_inv,
+                                        const ChainStage &st, int mt, int nh, int c0, int len, float s_inv,
                                         const float (&y)[2][4])
 {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -1241,7 +1268,7 @@ __device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, co
     for (int kb = 0; kb < kBlocks; ++kb) {
         if (kb > mt || 16 * kb >= len) break;
         uint32_t ap[4], bu[4];
-        load_a_swizzled(st.p, key, 16 * mt, 16 * kb, ap);
+        load_a_swizzled(st.p, 16 * mt, 16 * kb, ap);
         load_b_kn(sm.un, 16 * kb, 16 * nh, bu);
         float d[2][4] = {};
         mma(d[0], ap, bu[0], bu[1]);
@@ -1273,8 +1300,8 @@ __device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, co
 }
 
 /* S ← e^{G_C} S + K̂ᵀ Ũ for the warp's 16×16 block of the state tile. */
-__device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainStage &st, const ChainWarp &cw, int key,
-                                             int len, float (&s)[2][4])
+__device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainStage &st, const ChainWarp &cw, int len,
+                                             float (&s)[2][4])
 {
     const float decay = st.chunk.x;
 #pragma unroll
@@ -1285,7 +1312,7 @@ __device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainSta
     for (int kb = 0; kb < kBlocks; ++kb) {
         if (16 * kb >= len) break;
         uint32_t ak[4], bu[4];
-        load_a_transposed_swizzled(st.k, key, 16 * cw.rows, 16 * kb, ak);
+        load_a_transposed_swizzled(st.k, 16 * cw.rows, 16 * kb, ak);
         load_b_kn(sm.ut, 16 * kb, 16 * cw.cols, bu);
         float d[2][4] = {};
         mma(d[0], ak, bu[0], bu[1]);
@@ -1296,6 +1323,22 @@ __device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainSta
 #pragma unroll
             for (int e = 0; e < 4; ++e) s[nt][e] = fmaf(d[nt][e], inv, s[nt][e]);
     }
+}
+
+/* A bound on |S| after the chunk's update, the same in every warp: e^{G_C} max|S| before it plus, k̂ being a unit
+ * vector, Σ over the chunk's tokens of |e^{G_C − G} n_k U|, taken 16 tokens at a time by the blocks' largest. It
+ * scales the next chunk's fp16 copy of S without a reduction over the CTA between the update and the products. */
+__device__ __forceinline__ float state_bound(const ChainSmem &sm, const ChainStage &st, float before)
+{
+    float added = 0.0f;
+#pragma unroll
+    for (int nh = 0; nh < 2; ++nh) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int b = 0; b < kBlocks; ++b) sum += sm.u_largest[b][nh];
+        added = fmaxf(added, sum);
+    }
+    return fmaf(st.chunk.x, before, 16.0f * added);
 }
 
 /* Checkpoint `index` of the batch, or one that is never reached when the sequence has no more. */
@@ -1339,9 +1382,13 @@ __global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_co
     if (n > 0) {
         const int len0 = chunk_length(cta.seq, 0);
         if (tid == 0) fetch_stage<kDelta>(p, cta, sm.stage[0], &sm.arrived[0], 0, len0);
-        if (len0 < kChunk) zero_stage_tail<kDelta, kChainThreads>(sm.stage[0], len0);
+        if (len0 < kChunk) zero_stage_tail<kDelta, kChainThreads>(sm.stage[0], len0, tid);
     }
-    block_max_into(&sm.s_max[0], block_abs_max(s));
+    /* The initial state's fp16 copy, scaled by its exact maximum, which the first chunk's bound also starts from (in
+     * s_max[1]: "before chunk 0"). */
+    block_max_into(&sm.s_max[1], block_abs_max(s));
+    __syncthreads();
+    float s_inv = stage_state(sm, cw, s, __uint_as_float(sm.s_max[1])); /* of the staged copy */
     unsigned phases = 0u; /* bit b: the phase of arrived[b] to wait for next */
 
     /* The next two checkpoints are held in registers: when one is written, the one after it is already there to
@@ -1354,32 +1401,33 @@ __global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_co
     for (int c0 = 0, parity = 0, len; c0 < n; c0 += len, parity ^= 1) {
         len = chunk_length(cta.seq, c0);
         const ChainStage &st = sm.stage[parity];
-        const int key = (int)((cta.seq.token_offset + c0) & 7);
         barrier_wait(&sm.arrived[parity], (phases >> parity) & 1u);
         phases ^= 1u << parity;
-        __syncthreads(); /* S's maximum is in; the previous chunk is done with everything */
+        __syncthreads(); /* S is staged and its maximum is in; the previous chunk is done with everything */
+        if (tid == 0) sm.s_max[parity] = 0u; /* last read by the previous chunk's bound */
 
-        const float s_scale = pow2_scale(__uint_as_float(sm.s_max[parity]), kStateTarget), s_inv = 1.0f / s_scale;
-        stage_state(sm, cw, s, s_scale);
-        if (tid == 0) sm.s_max[parity ^ 1] = 0u;
-        __syncthreads();
-
+        /* The next chunk's tiles are fetched as soon as their stage is free (it was last read in the previous chunk),
+         * by the Y warps, which would otherwise wait for the X warps' U at the next barrier: a whole chunk ahead, off
+         * the chain's critical path. */
+        const int next_c0 = c0 + len;
+        if (!cw.x_warp && next_c0 < n) {
+            const int next_len = chunk_length(cta.seq, next_c0), worker = tid - kChainThreads / 2;
+            if (worker == 0)
+                fetch_stage<kDelta>(p, cta, sm.stage[parity ^ 1], &sm.arrived[parity ^ 1], next_c0, next_len);
+            if (next_len < kChunk) zero_stage_tail<kDelta, kChainThreads / 2>(sm.stage[parity ^ 1], next_len, worker);
+        }
         float acc[2][4] = {};
-        if (!cw.x_warp || kDelta) state_product(sm, cw.x_warp ? st.w : st.q, key, cw.mt, cw.nh, acc);
+        if (!cw.x_warp || kDelta) state_product(sm, cw.x_warp ? st.w : st.q, cw.mt, cw.nh, acc);
         if (cw.x_warp) update_block<kDelta>(sm, st, cw.mt, cw.nh, len, s_inv, acc);
         __syncthreads();
 
-        /* The next chunk's tiles are fetched by the X warps, which wait here while the others write outputs: off the
-         * chain's critical path. Its stage was last read in the previous chunk. */
-        const int next_c0 = c0 + len;
-        if (cw.x_warp && next_c0 < n) {
-            const int next_len = chunk_length(cta.seq, next_c0);
-            if (tid == 0) fetch_stage<kDelta>(p, cta, sm.stage[parity ^ 1], &sm.arrived[parity ^ 1], next_c0, next_len);
-            if (next_len < kChunk) zero_stage_tail<kDelta, kChainThreads / 2>(sm.stage[parity ^ 1], next_len);
-        }
-        if (!cw.x_warp) outputs(p, cta, sm, st, key, cw.mt, cw.nh, c0, len, s_inv, acc);
-        update_state(sm, st, cw, key, len, s);
-        block_max_into(&sm.s_max[parity ^ 1], block_abs_max(s));
+        if (!cw.x_warp) outputs(p, cta, sm, st, cw.mt, cw.nh, c0, len, s_inv, acc);
+        update_state(sm, st, cw, len, s);
+        /* The next chunk's fp16 copy of S is staged now, not after a reduction of its maximum at the next chunk's
+         * start: one barrier a chunk fewer on the chain's critical path. The exact maximum still goes to the bound
+         * after the next chunk. */
+        block_max_into(&sm.s_max[parity], block_abs_max(s));
+        s_inv = stage_state(sm, cw, s, state_bound(sm, st, __uint_as_float(sm.s_max[parity ^ 1])));
         const int64_t done = cta.seq.start_position + c0 + len;
         while (next.position <= done) {
             if (next.position == done) store_state(state_tile<State>(p, cta, next.slot), L.dv, cw, s);
