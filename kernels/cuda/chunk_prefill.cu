@@ -25,17 +25,18 @@
  * Passes 2–4 meet in a workspace (la_batch.workspace; the Workspace struct below) indexed by the token's row in
  * the batch.
  *
- * Where the time goes (H200, Qwen3-Next shape, one 8192-token sequence, ncu at its locked clocks: ~855 µs of
- * kernels that take ~687 µs at run clocks): chunk map 5 µs, conv 150, prepare 244, chain 455. All are bound by
- * instruction issue and latency, not by memory (DRAM 14–35% of peak) nor tensor cores. The chain runs one 16-warp
- * CTA per SM (128 CTAs here) at ~5k cycles a chunk for ~480 instructions per warp — two dependent mma products
- * and three barriers a chunk; a single fused kernel that also carried the conv and the solve on that path took
- * ~25k cycles a chunk. ncu puts 11% of the chain's warp samples on the wait for a stage's copies and 8% on the
- * barrier after it, yet a third stage (copies two chunks ahead) gained 1.5% and cost GLA 2.6%, and moving the
- * outputs (P U and their stores) into the next chunk's U phase lost 1.5%: the critical path is the chain of
- * barrier-separated phases itself. The conv was issue-bound at ~3.5k SASS instructions a warp (299 µs by ncu);
- * with fewer of them (the fast sigmoid, √ as reduce·rsqrt, template instances for v and q/k, one vector load per
- * row) the whole prefill went from 798 to 700 µs at T = 8192 on an H200 (same run, run clocks).
+ * Where the time goes (H200, Qwen3-Next shape, one 8192-token sequence, ncu at its locked clocks: ~755 µs of
+ * kernels that take ~597 µs at run clocks): chunk map 5 µs, conv 137, prepare 246, chain 367. All are bound by
+ * instruction issue and latency, not by memory (DRAM 17–38% of peak) nor tensor cores. The chain runs one 16-warp
+ * CTA per SM (128 CTAs here) at ~4k cycles a chunk for ~450 instructions per warp; 22% of its warp samples wait on
+ * mma results, 18% at the barriers. Measured against the version before it (same run, run clocks, T = 8192):
+ * staging S from a bound instead of after a CTA-wide maximum (three barriers a chunk to two) took the prefill from
+ * 691 to 659 µs, fetching the next chunk's tiles a chunk ahead to 618, the warp maxima as one redux instruction (for
+ * five shuffles) to 592. What did not pay: a third stage of copies (+1.5% for GLA), moving the outputs (P U and
+ * their stores) into the next chunk (+1.5%), four partial sums per product instead of two (+1%); a single fused
+ * kernel that also carried the conv and the solve on the chain's path took ~25k cycles a chunk. The conv was
+ * issue-bound at ~3.5k SASS instructions a warp (299 µs by ncu); with fewer of them (the sigmoid on ex2/rcp.approx,
+ * √ as reduce·rsqrt, template instances for v and q/k, one vector load per row) it takes 137 µs.
  *
  * DRAM traffic per token, Qwen3-Next's layer (fp16 workspace): the conv reads 16 KB of qkv and writes 16.3 KB, the
  * solve reads 16.9 KB and writes 21 KB (W, U₀, P, factors), the chain reads 28.5 KB and writes 8 KB of outputs:
