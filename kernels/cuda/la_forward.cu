@@ -318,6 +318,20 @@ __device__ __forceinline__ Gate token_gate(const ForwardParams &p, const GateInp
     return gate;
 }
 
+/* What a token kernel's CTA derives from its sequence and v-head before the token loop. */
+struct HeadSetup {
+    int qk_head;
+    ConvInputs conv_in;
+    HeadGates gates;
+    bool delta_rule;
+};
+
+__device__ __forceinline__ HeadSetup head_setup(const ForwardParams &p, const la_seq &seq, int head)
+{
+    const la_layer &L = p.layer;
+    return {head / (L.hv / L.hk), conv_inputs(p, seq), head_gates(L, head), L.kind == LA_KIND_GATED_DELTANET};
+}
+
 /* One token's post-conv q, k (rows past dk stay zero) and the CTA's v columns, double-buffered by token parity:
  * with one barrier per token, a warp may write token t+1's while a slower one still reads token t's. */
 template <int kTileRows> struct TokenTile {
@@ -393,11 +407,7 @@ __global__ void __launch_bounds__(kWarps * 32, kRows <= 8 ? kDecodeBlocksPerSm :
     for (int i = L.dk + threadIdx.x; i < kTileRows; i += kWarps * 32)
         tile.q[0][i] = tile.q[1][i] = tile.k[0][i] = tile.k[1][i] = 0.0f;
 
-    const int qk_head = head / (L.hv / L.hk);
-    const ConvInputs conv_in = conv_inputs(p, seq);
-
-    const HeadGates gates = head_gates(L, head);
-    const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
+    const auto [qk_head, conv_in, gates, delta_rule] = head_setup(p, seq, head);
     uint16_t *const out_head = p.io.out + (size_t)head * L.dv + tc.col;
     const bool out_vector = tc.valid == kLaneCols && p.io.out_stride % kLaneCols == 0 && aligned(out_head, 8);
 
@@ -621,11 +631,7 @@ __global__ void __launch_bounds__(kColumnDim, column_blocks_per_sm<State>())
     float s[kColumnDim];
     load_initial_column<State>(p, seq, head, col, s);
 
-    const int qk_head = head / (L.hv / L.hk);
-    const ConvInputs conv_in = conv_inputs(p, seq);
-
-    const HeadGates gates = head_gates(L, head);
-    const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
+    const auto [qk_head, conv_in, gates, delta_rule] = head_setup(p, seq, head);
 
     CheckpointCursor checkpoint = first_checkpoint(p, seq);
 
@@ -723,11 +729,7 @@ __global__ void __launch_bounds__(kColumnDim, kSplitBlocksPerSm)
     float s[kSplitRows];
     load_initial_column<State>(p, seq, head, own, s);
 
-    const int qk_head = head / (L.hv / L.hk);
-    const ConvInputs conv_in = conv_inputs(p, seq);
-
-    const HeadGates gates = head_gates(L, head);
-    const bool delta_rule = L.kind == LA_KIND_GATED_DELTANET;
+    const auto [qk_head, conv_in, gates, delta_rule] = head_setup(p, seq, head);
 
     CheckpointCursor checkpoint = first_checkpoint(p, seq);
 
