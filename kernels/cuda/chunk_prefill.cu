@@ -1265,15 +1265,20 @@ __device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, co
             o[nt][2 * h + 1] = y[nt][2 * h + 1] * f;
         }
     }
+    /* blocks past the chunk's tokens are zero in P and U: no test on len, so every load can go first */
+    uint32_t ap[kBlocks][4], bu[kBlocks][4];
 #pragma unroll
     for (int kb = 0; kb < kBlocks; ++kb) {
-        if (kb > mt || 16 * kb >= len) break;
-        uint32_t ap[4], bu[4];
-        load_a_swizzled(st.p, 16 * mt, 16 * kb, ap);
-        load_b_kn(sm.un, 16 * kb, 16 * nh, bu);
+        if (kb > mt) break;
+        load_a_swizzled(st.p, 16 * mt, 16 * kb, ap[kb]);
+        load_b_kn(sm.un, 16 * kb, 16 * nh, bu[kb]);
+    }
+#pragma unroll
+    for (int kb = 0; kb < kBlocks; ++kb) {
+        if (kb > mt) break;
         float d[2][4] = {};
-        mma(d[0], ap, bu[0], bu[1]);
-        mma(d[1], ap, bu[2], bu[3]);
+        mma(d[0], ap[kb], bu[kb][0], bu[kb][1]);
+        mma(d[1], ap[kb], bu[kb][2], bu[kb][3]);
         const float inv = sm.sigma_inv[kb][nh];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt)
@@ -1300,10 +1305,18 @@ __device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, co
     }
 }
 
-/* S ← e^{G_C} S + K̂ᵀ Ũ for the warp's 16×16 block of the state tile. */
-__device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainStage &st, const ChainWarp &cw, int len,
+/* S ← e^{G_C} S + K̂ᵀ Ũ for the warp's 16×16 block of the state tile. Rows past the chunk's tokens are zero in K̂
+ * and Ũ, so all four blocks go in and every load is issued before the first mma: the update is on the chain's
+ * critical path, and a load per block waited on one by one was most of its stalls. */
+__device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainStage &st, const ChainWarp &cw,
                                              float (&s)[2][4])
 {
+    uint32_t ak[kBlocks][4], bu[kBlocks][4];
+#pragma unroll
+    for (int kb = 0; kb < kBlocks; ++kb) {
+        load_a_transposed_swizzled(st.k, 16 * cw.rows, 16 * kb, ak[kb]);
+        load_b_kn(sm.ut, 16 * kb, 16 * cw.cols, bu[kb]);
+    }
     const float decay = st.chunk.x;
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
@@ -1311,13 +1324,9 @@ __device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainSta
         for (int e = 0; e < 4; ++e) s[nt][e] *= decay;
 #pragma unroll
     for (int kb = 0; kb < kBlocks; ++kb) {
-        if (16 * kb >= len) break;
-        uint32_t ak[4], bu[4];
-        load_a_transposed_swizzled(st.k, 16 * cw.rows, 16 * kb, ak);
-        load_b_kn(sm.ut, 16 * kb, 16 * cw.cols, bu);
         float d[2][4] = {};
-        mma(d[0], ak, bu[0], bu[1]);
-        mma(d[1], ak, bu[2], bu[3]);
+        mma(d[0], ak[kb], bu[kb][0], bu[kb][1]);
+        mma(d[1], ak[kb], bu[kb][2], bu[kb][3]);
         const float inv = sm.sigma_inv[kb][cw.cols];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt)
@@ -1423,7 +1432,7 @@ __global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_co
         __syncthreads();
 
         if (!cw.x_warp) outputs(p, cta, sm, st, cw.mt, cw.nh, c0, len, s_inv, acc);
-        update_state(sm, st, cw, len, s);
+        update_state(sm, st, cw, s);
         /* The next chunk's fp16 copy of S is staged now, not after a reduction of its maximum at the next chunk's
          * start: one barrier a chunk fewer on the chain's critical path. The exact maximum still goes to the bound
          * after the next chunk. */
