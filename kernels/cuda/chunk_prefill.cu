@@ -1362,6 +1362,63 @@ __device__ __forceinline__ la_checkpoint next_checkpoint(const Params &p, int in
     return none;
 }
 
+/* What a chain CTA carries from one chunk to the next. */
+struct ChainLoop {
+    float s[2][4]; /* the warp's block of the state tile */
+    float s_inv;   /* 2^−s of S's staged fp16 copy */
+    unsigned phases; /* bit b: the phase of arrived[b] to wait for next */
+    int c0;        /* the chunk's first token in the step */
+    /* The next two checkpoints are held in registers: when one is written, the one after it is already there to
+     * compare with, and the load that replaces it has chunks to land (a load used at once stalled the chain ~2 µs
+     * per checkpoint). */
+    int next_cp, cp_end;
+    la_checkpoint next, after;
+};
+
+/* One chunk. Its stage's parity is a constant, so every shared-memory address the chunk uses is a fixed offset from
+ * a per-thread base: with the parity a variable, the chain recomputed them each chunk. */
+template <bool kDelta, typename State, int kParity>
+__device__ __forceinline__ void chain_chunk(const Params &p, const ChainCta &cta, const ChainWarp &cw, ChainSmem &sm,
+                                            ChainLoop &lp)
+{
+    const int n = cta.seq.num_tokens, tid = threadIdx.x, c0 = lp.c0, len = chunk_length(cta.seq, c0);
+    const ChainStage &st = sm.stage[kParity];
+    barrier_wait(&sm.arrived[kParity], (lp.phases >> kParity) & 1u);
+    lp.phases ^= 1u << kParity;
+    __syncthreads(); /* S is staged and its maximum is in; the previous chunk is done with everything */
+    if (tid == 0) sm.s_max[kParity] = 0u; /* last read by the previous chunk's bound */
+
+    /* The next chunk's tiles are fetched as soon as their stage is free (it was last read in the previous chunk), by
+     * the Y warps, which would otherwise wait for the X warps' U at the next barrier: a whole chunk ahead, off the
+     * chain's critical path. */
+    const int next_c0 = c0 + len;
+    if (!cw.x_warp && next_c0 < n) {
+        const int next_len = chunk_length(cta.seq, next_c0), worker = tid - kChainThreads / 2;
+        if (worker == 0)
+            fetch_stage<kDelta>(p, cta, sm.stage[kParity ^ 1], &sm.arrived[kParity ^ 1], next_c0, next_len);
+        if (next_len < kChunk) zero_stage_tail<kDelta, kChainThreads / 2>(sm.stage[kParity ^ 1], next_len, worker);
+    }
+    float acc[2][4] = {};
+    if (!cw.x_warp || kDelta) state_product(sm, cw.x_warp ? st.w : st.q, cw.mt, cw.nh, acc);
+    if (cw.x_warp) update_block<kDelta>(sm, st, cw.mt, cw.nh, len, lp.s_inv, acc);
+    __syncthreads();
+
+    if (!cw.x_warp) outputs(p, cta, sm, st, cw.mt, cw.nh, c0, len, lp.s_inv, acc);
+    update_state(sm, st, cw, lp.s);
+    /* The next chunk's fp16 copy of S is staged now, not after a reduction of its maximum at the next chunk's start:
+     * one barrier a chunk fewer on the chain's critical path. The exact maximum still goes to the bound after the
+     * next chunk. */
+    block_max_into(&sm.s_max[kParity], block_abs_max(lp.s));
+    lp.s_inv = stage_state(sm, cw, lp.s, state_bound(sm, st, __uint_as_float(sm.s_max[kParity ^ 1])));
+    const int64_t done = cta.seq.start_position + c0 + len;
+    while (lp.next.position <= done) {
+        if (lp.next.position == done) store_state(state_tile<State>(p, cta, lp.next.slot), p.layer.dv, cw, lp.s);
+        lp.next = lp.after;
+        lp.after = next_checkpoint(p, ++lp.next_cp + 1, lp.cp_end);
+    }
+    lp.c0 = next_c0;
+}
+
 template <bool kDelta, typename State>
 __global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_constant__ Params p)
 {
@@ -1380,8 +1437,12 @@ __global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_co
     const ChainWarp cw = chain_warp();
 
     /* The state loads go first: nothing below needs them until the first chunk's products. */
-    float s[2][4] = {};
-    if (cta.seq.init_slot >= 0) load_state(state_tile<State>(p, cta, cta.seq.init_slot), L.dv, cw, s);
+    ChainLoop lp;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) lp.s[nt][e] = 0.0f;
+    if (cta.seq.init_slot >= 0) load_state(state_tile<State>(p, cta, cta.seq.init_slot), L.dv, cw, lp.s);
     if (tid == 0) {
         barrier_init(&sm.arrived[0]);
         barrier_init(&sm.arrived[1]);
@@ -1396,56 +1457,22 @@ __global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_co
     }
     /* The initial state's fp16 copy, scaled by its exact maximum, which the first chunk's bound also starts from (in
      * s_max[1]: "before chunk 0"). */
-    block_max_into(&sm.s_max[1], block_abs_max(s));
+    block_max_into(&sm.s_max[1], block_abs_max(lp.s));
     __syncthreads();
-    float s_inv = stage_state(sm, cw, s, __uint_as_float(sm.s_max[1])); /* of the staged copy */
-    unsigned phases = 0u; /* bit b: the phase of arrived[b] to wait for next */
+    lp.s_inv = stage_state(sm, cw, lp.s, __uint_as_float(sm.s_max[1]));
+    lp.phases = 0u;
+    lp.c0 = 0;
+    lp.next_cp = cta.seq.checkpoint_begin;
+    lp.cp_end = cta.seq.checkpoint_begin + cta.seq.checkpoint_count;
+    lp.next = next_checkpoint(p, lp.next_cp, lp.cp_end);
+    lp.after = next_checkpoint(p, lp.next_cp + 1, lp.cp_end);
 
-    /* The next two checkpoints are held in registers: when one is written, the one after it is already there to
-     * compare with, and the load that replaces it has chunks to land (a load used at once stalled the chain ~2 µs
-     * per checkpoint). */
-    int next_cp = cta.seq.checkpoint_begin;
-    const int cp_end = cta.seq.checkpoint_begin + cta.seq.checkpoint_count;
-    la_checkpoint next = next_checkpoint(p, next_cp, cp_end), after = next_checkpoint(p, next_cp + 1, cp_end);
-
-    for (int c0 = 0, parity = 0, len; c0 < n; c0 += len, parity ^= 1) {
-        len = chunk_length(cta.seq, c0);
-        const ChainStage &st = sm.stage[parity];
-        barrier_wait(&sm.arrived[parity], (phases >> parity) & 1u);
-        phases ^= 1u << parity;
-        __syncthreads(); /* S is staged and its maximum is in; the previous chunk is done with everything */
-        if (tid == 0) sm.s_max[parity] = 0u; /* last read by the previous chunk's bound */
-
-        /* The next chunk's tiles are fetched as soon as their stage is free (it was last read in the previous chunk),
-         * by the Y warps, which would otherwise wait for the X warps' U at the next barrier: a whole chunk ahead, off
-         * the chain's critical path. */
-        const int next_c0 = c0 + len;
-        if (!cw.x_warp && next_c0 < n) {
-            const int next_len = chunk_length(cta.seq, next_c0), worker = tid - kChainThreads / 2;
-            if (worker == 0)
-                fetch_stage<kDelta>(p, cta, sm.stage[parity ^ 1], &sm.arrived[parity ^ 1], next_c0, next_len);
-            if (next_len < kChunk) zero_stage_tail<kDelta, kChainThreads / 2>(sm.stage[parity ^ 1], next_len, worker);
-        }
-        float acc[2][4] = {};
-        if (!cw.x_warp || kDelta) state_product(sm, cw.x_warp ? st.w : st.q, cw.mt, cw.nh, acc);
-        if (cw.x_warp) update_block<kDelta>(sm, st, cw.mt, cw.nh, len, s_inv, acc);
-        __syncthreads();
-
-        if (!cw.x_warp) outputs(p, cta, sm, st, cw.mt, cw.nh, c0, len, s_inv, acc);
-        update_state(sm, st, cw, s);
-        /* The next chunk's fp16 copy of S is staged now, not after a reduction of its maximum at the next chunk's
-         * start: one barrier a chunk fewer on the chain's critical path. The exact maximum still goes to the bound
-         * after the next chunk. */
-        block_max_into(&sm.s_max[parity], block_abs_max(s));
-        s_inv = stage_state(sm, cw, s, state_bound(sm, st, __uint_as_float(sm.s_max[parity ^ 1])));
-        const int64_t done = cta.seq.start_position + c0 + len;
-        while (next.position <= done) {
-            if (next.position == done) store_state(state_tile<State>(p, cta, next.slot), L.dv, cw, s);
-            next = after;
-            after = next_checkpoint(p, ++next_cp + 1, cp_end);
-        }
+    while (lp.c0 < n) {
+        chain_chunk<kDelta, State, 0>(p, cta, cw, sm, lp);
+        if (lp.c0 >= n) break;
+        chain_chunk<kDelta, State, 1>(p, cta, cw, sm, lp);
     }
-    store_state(state_tile<State>(p, cta, cta.seq.state_slot), L.dv, cw, s);
+    store_state(state_tile<State>(p, cta, cta.seq.state_slot), L.dv, cw, lp.s);
 }
 
 /* ---- launch ---------------------------------------------------------------------------------------------------- */
