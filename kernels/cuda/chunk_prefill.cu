@@ -32,15 +32,18 @@
  * mma results, 18% at the barriers. Measured against the version before it (same run, run clocks, T = 8192):
  * staging S from a bound instead of after a CTA-wide maximum (three barriers a chunk to two) took the prefill from
  * 691 to 659 µs, fetching the next chunk's tiles a chunk ahead to 618, the warp maxima as one redux instruction (for
- * five shuffles) to 592. What did not pay: a third stage of copies (+1.5% for GLA), moving the outputs (P U and
- * their stores) into the next chunk (+1.5%), four partial sums per product instead of two (+1%); a single fused
- * kernel that also carried the conv and the solve on the chain's path took ~25k cycles a chunk. The conv was
+ * five shuffles) to 592; all fragment loads of the update and the outputs before their mma, and the chunk as a
+ * function of its stage's parity (fixed shared-memory offsets), ~1% more. On an H100 at that commit (fdf7424), ncu:
+ * conv 137, prepare 241, chain 337 µs; the prefill is level with FLA's at T = 32768 and 64×1024. What did not pay:
+ * a third stage of copies (+1.5% for GLA), moving the outputs (P U and their stores) into the next chunk (+1.5%),
+ * four partial sums per product instead of two (+1%); a single fused kernel that also carried the conv and the
+ * solve on the chain's path took ~25k cycles a chunk. The conv was
  * issue-bound at ~3.5k SASS instructions a warp (299 µs by ncu); with fewer of them (the sigmoid on ex2/rcp.approx,
  * √ as reduce·rsqrt, template instances for v and q/k, one vector load per row) it takes 137 µs.
  *
  * DRAM traffic per token, Qwen3-Next's layer (fp16 workspace): the conv reads 16 KB of qkv and writes 16.3 KB, the
  * solve reads 16.9 KB and writes 21 KB (W, U₀, P, factors), the chain reads 28.5 KB and writes 8 KB of outputs:
- * ~108 KB, so ~300 µs at T = 8192 on an H100 at its copy bandwidth, ~2.7× under what the passes take now. Fusing
+ * ~108 KB, so ~300 µs at T = 8192 on an H100 at its copy bandwidth, ~2× under what the passes take now. Fusing
  * conv into the solve would save the 33 KB that the conv writes and the solve reads back.
  *
  * Operands are fp16 (10-bit mantissa; bf16 operands land near 4e-3 relative error against the float64 reference,
