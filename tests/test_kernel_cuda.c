@@ -26,15 +26,23 @@ static void run_forward(device_case *d, cudaStream_t stream)
     cr_assert_eq(rc, cudaSuccess, "la_cuda_forward: %s", cudaGetErrorString((cudaError_t)rc));
 }
 
-static void check_case_in(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs,
-                          const row_layout *layout)
+/* max_seq_tokens > 0 replaces the batch's own hint, as a graph captured with another batch carries it. */
+static void check_case_hinted(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs,
+                              const row_layout *layout, int32_t max_seq_tokens)
 {
     require_device();
     prepared_case c;
     prepare_case(ls, specs, num_seqs, layout, &c);
+    if (max_seq_tokens > 0) c.device.batch.max_seq_tokens = max_seq_tokens;
     run_forward(&c.device, 0);
     expect_matches_reference(name, &c, CONV_WINDOWS_AS_REFERENCE);
     release_case(&c);
+}
+
+static void check_case_in(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs,
+                          const row_layout *layout)
+{
+    check_case_hinted(name, ls, specs, num_seqs, layout, 0);
 }
 
 static void check_case(const char *name, const layer_spec *ls, const seq_spec *specs, int32_t num_seqs)
@@ -196,19 +204,8 @@ Test(kernel_cuda, decode_batch_mixed_steps)
     check_case("draft steps with long prefills, simple GLA", &gla, seqs, N);
 }
 
-/* The batch's hint, as a graph captured for decode steps carries it (one token a sequence), on a batch of prefills:
- * the token kernels take every sequence, long ones with their checkpoints included, and sequences without tokens. */
-static void check_with_decode_hint(const char *name, const seq_spec *specs, int32_t num_seqs)
-{
-    require_device();
-    prepared_case c;
-    prepare_case(&qwen3_next, specs, num_seqs, &rows_tight, &c);
-    c.device.batch.max_seq_tokens = 1;
-    run_forward(&c.device, 0);
-    expect_matches_reference(name, &c, CONV_WINDOWS_AS_REFERENCE);
-    release_case(&c);
-}
-
+/* The hint of a graph captured for decode steps (one token a sequence) on a batch of prefills: the token kernels
+ * take every sequence, long ones with their checkpoints included, and sequences without tokens. */
 Test(kernel_cuda, decode_hint_on_a_batch_of_prefills)
 {
     const seq_spec seqs[] = {
@@ -216,8 +213,9 @@ Test(kernel_cuda, decode_hint_on_a_batch_of_prefills)
         {0, SEQ_FROM_SLOT, 64, 0, 0},   {0, SEQ_CONTINUE, 9, 0, 0},    {70, SEQ_ZERO, 0, 64, 0},
         {1, SEQ_PADDING, 0, 0, 0},
     };
-    check_with_decode_hint("one CTA per head: prefills, restores, empty steps", seqs, COUNT(seqs));
-    check_with_decode_hint("heads split over CTAs: a prefill and a restore", seqs, 3);
+    check_case_hinted("one CTA per head: prefills, restores, empty steps", &qwen3_next, seqs, COUNT(seqs), &rows_tight,
+                      1);
+    check_case_hinted("heads split over CTAs: a prefill and a restore", &qwen3_next, seqs, 3, &rows_tight, 1);
 }
 
 /* Batches with fewer (sequence, v-head) pairs than SMs (any GPU of 97 SMs or more for these) split each head over

@@ -37,9 +37,9 @@
  * conv 137, prepare 241, chain 337 µs; the prefill is level with FLA's at T = 32768 and 64×1024. What did not pay:
  * a third stage of copies (+1.5% for GLA), moving the outputs (P U and their stores) into the next chunk (+1.5%),
  * four partial sums per product instead of two (+1%); a single fused kernel that also carried the conv and the
- * solve on the chain's path took ~25k cycles a chunk. The conv was
- * issue-bound at ~3.5k SASS instructions a warp (299 µs by ncu); with fewer of them (the sigmoid on ex2/rcp.approx,
- * √ as reduce·rsqrt, template instances for v and q/k, one vector load per row) it takes 137 µs.
+ * solve on the chain's path took ~25k cycles a chunk. The conv was issue-bound at ~3.5k SASS instructions a warp
+ * (299 µs by ncu); with fewer of them (the sigmoid on ex2/rcp.approx, √ as reduce·rsqrt, template instances for v
+ * and q/k, one vector load per row) it takes 137 µs.
  *
  * DRAM traffic per token, Qwen3-Next's layer (fp16 workspace): the conv reads 16 KB of qkv and writes 16.3 KB, the
  * solve reads 16.9 KB and writes 21 KB (W, U₀, P, factors), the chain reads 28.5 KB and writes 8 KB of outputs:
@@ -1367,10 +1367,10 @@ __device__ __forceinline__ la_checkpoint next_checkpoint(const Params &p, int in
 
 /* What a chain CTA carries from one chunk to the next. */
 struct ChainLoop {
-    float s[2][4]; /* the warp's block of the state tile */
-    float s_inv;   /* 2^−s of S's staged fp16 copy */
+    float s[2][4];   /* the warp's block of the state tile */
+    float s_inv;     /* 2^−s of S's staged fp16 copy */
     unsigned phases; /* bit b: the phase of arrived[b] to wait for next */
-    int c0;        /* the chunk's first token in the step */
+    int c0;          /* the chunk's first token in the step */
     /* The next two checkpoints are held in registers: when one is written, the one after it is already there to
      * compare with, and the load that replaces it has chunks to land (a load used at once stalled the chain ~2 µs
      * per checkpoint). */
