@@ -15,13 +15,13 @@
  *      the chunk starts the step); q̂, k̂ and their lengths, v scaled per row.
  *   3. prepare_kernel, one CTA per (chunk, v-head), all chunks at once: the gates, P and A on tensor cores, T⁻¹ by
  *      blocks and the triangular solve for [W | U₀] in one pass over dk + dv right-hand columns.
- *   4. chain_kernel, one CTA per (sequence, v-head, 32-column tile of dv), marches over the chunks with its dk×32
- *      state tile float32 in registers: X = W S and Y = Q̂ S, U = U₀ − X, then O and the new S, two barriers a
- *      chunk. The fp16 copy of the new S that the next chunk's products read is staged at the end of the update,
- *      scaled by a bound on |S| (state_bound), not by its maximum, which would take a reduction over the CTA and a
- *      barrier before the products; the next chunk's tiles arrive by bulk copies (cp.async.bulk, one mbarrier per
- *      stage), issued a whole chunk ahead by the warps that do not compute U. It writes the outputs, the
- *      checkpoints at their chunk ends and the final state.
+ *   4. chain_kernel, one CTA per (sequence, v-head, one or two 32-column tiles of dv), marches over the chunks.
+ *      Each 16 columns of the state are carried by a pair of warps: the state warp keeps them, all dk rows, float32
+ *      in registers as the A operand of its mma (X = W S, U = U₀ − X, the new S) and hands S and U to the output
+ *      warp through shared memory (Y = Q̂ S and O), so no warp waits for another pair and the chain's critical path
+ *      holds 128 of a chunk's 212 mma. The chunk's tiles arrive by bulk copies (cp.async.bulk, one mbarrier per
+ *      stage), two or three chunks ahead. It writes the outputs, the checkpoints at their chunk ends and the final
+ *      state.
  * Passes 2–4 meet in a workspace (la_batch.workspace; the Workspace struct below) indexed by the token's row in
  * the batch.
  *
@@ -48,13 +48,14 @@
  *
  * Operands are fp16 (10-bit mantissa; bf16 operands land near 4e-3 relative error against the float64 reference,
  * fp16 near 1e-3), accumulation fp32, each fp16 copy scaled by a power of two that keeps it in range whatever the
- * magnitude of the inputs: S by a bound on |S| (from its exact maximum a chunk before), v per row, W and U₀ by
- * their right-hand sides' maxima (per chunk and head, with room for growth through the solve), U by the maximum of
- * each 16×16 block.
+ * magnitude of the inputs: S and the update's Ũ by one per state column, from a bound on |S|; v per row; W and U₀ by
+ * their right-hand sides' maxima (per chunk and head, with room for growth through the solve); U in the outputs by
+ * its column's maximum.
  *
  * Conv windows are not written here (see chunk_prefill.h).
  */
 #include "chunk_prefill.h"
+#include "sm_count.h"
 
 #include <climits>
 #include <cstdint>
@@ -68,17 +69,15 @@ constexpr int kChunk = 64;
 constexpr int kBlocks = kChunk / 16; /* 16-token blocks of a chunk */
 constexpr int kDk = 128;
 constexpr int kMaxDv = 128;
-constexpr int kTileCols = 32; /* dv columns per chain CTA */
+constexpr int kTileCols = 32; /* dv columns of a workspace tile of U */
 constexpr int kWarps = 8; /* of a prepare CTA */
 constexpr int kThreads = 32 * kWarps;
-constexpr int kChainWarps = 16; /* of a chain CTA: one 16×16 tile of each product per warp */
-constexpr int kChainThreads = 32 * kChainWarps;
 constexpr int kMaxWidth = 8;
 constexpr int kSolverWarp0 = kWarps - 2; /* the two warps that invert the diagonal blocks of T */
 constexpr int kGateWarp = kWarps - 1;
-constexpr int kStateTarget = 14;           /* scaled |S| < 2^14 in fp16, from a bound on |S| */
+constexpr int kStateTarget = 14;           /* scaled |S| and |Ũ| < 2^14 in fp16, from a bound on |S| */
 constexpr int kSolveTarget = 8;            /* scaled right-hand sides < 2^8: room for growth through the solve */
-constexpr int kUpdateTarget = 14;          /* scaled |U| < 2^14 per 16×16 block */
+constexpr int kUpdateTarget = 14;          /* scaled |U| < 2^14 per row of a chunk's Uᵀ */
 constexpr int kMapThreads = 1024;
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -116,7 +115,8 @@ struct Params {
     la_io io;
     la_state_view state;
     Workspace ws;
-    int32_t tiles;
+    int32_t tiles;       /* 32-column workspace tiles of U per v-head */
+    int32_t chain_tiles; /* of them per chain CTA */
     int32_t vector_loads; /* qkv and conv windows allow 16-byte copies */
     int32_t out_pairs;    /* out allows 4-byte stores of two outputs */
     int32_t min_tokens;   /* sequences with fewer tokens are left to the token-sequential kernel */
@@ -175,13 +175,6 @@ __device__ __forceinline__ float pow2_scale(float bound, int target)
     if (!(bound > 0.0f) || biased == 0 || biased == 0xff) return 1.0f;
     const int k = min(max(target - (biased - 126), -100), 100);
     return __uint_as_float((uint32_t)(k + 127) << 23);
-}
-
-/* Largest |x| of the CTA into *slot (non-negative floats order like their bits). */
-__device__ __forceinline__ void block_max_into(unsigned *slot, float local)
-{
-    local = warp_max(local);
-    if ((threadIdx.x & 31) == 0) atomicMax(slot, __float_as_uint(local));
 }
 
 /* ---- tensor-core fragments (mma.m16n8k16, fp16 in, fp32 accumulate) ----------------------------------------- */
@@ -984,53 +977,88 @@ template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_ke
 
 /* ---- pass 4: the state chain ---------------------------------------------------------------------------------- */
 
+/* Each column group of 16 columns of a v-head's state, all dk rows of them, is carried by a pair of warps. The state
+ * warp holds the block transposed, Sᵀ (16 × dk), in mma accumulator layout: entry e of n-tile nt of lane (g, t) is
+ * S[8nt + 2t + (e & 1)][c0 + g + 8(e >> 1)]. An accumulator pair is an A operand as it stands (accumulators_to_a), so
+ * every product with S or U is an mma whose A operand is in registers and whose B operand is a stage tile:
+ *
+ *     state warp:   Xᵀ = S'ᵀ Wᵀ,   Uᵀ = U₀ᵀ − Xᵀ,   Sᵀ ← e^{G_C} Sᵀ + (Uᵀ diag(e^{G_C − G} n_k)) K̂
+ *     output warp:  Yᵀ = S'ᵀ Q̂ᵀ,   Oᵀ = Yᵀ diag(e^G n_q) + Uᵀ Pᵀ
+ *
+ * The state warp hands S' (the fp16 operand of the chunk's products) and U to its output warp through shared memory
+ * (Handoff), behind mbarriers of the pair; no warp waits for any other pair, and the state warps, on the
+ * chain's critical path, carry 128 of the chunk's 212 mma. A CTA carries one or two 32-column workspace tiles
+ * (kTiles): one when the batch has no more (sequence, v-head, tile) chains than SMs, so that every SM takes a chain;
+ * two otherwise, so that each scheduler interleaves two warps.
+ *
+ * fp16 copies are scaled by a power of two per row of Sᵀ or Uᵀ (four lanes hold a row: two shuffles). The state and
+ * Ũ share one, F, from a bound on |S| (StateRegs), so the state warp packs its registers as they stand; U in the
+ * outputs takes its own, ρ, from its row's maximum. */
+constexpr int kWarpCols = 16;                     /* state columns of a warp pair */
+constexpr int kPairsPerTile = kTileCols / kWarpCols;
+constexpr int kMaxChainTiles = 2;                 /* workspace tiles of a chain CTA */
+/* Stages of bulk copies a chain CTA with kTiles tiles: as many as fit, the pairs' handoffs beside them. */
+constexpr int chain_stages(int tiles) { return tiles == 1 ? 3 : 2; }
+constexpr int kReanchorChunks = 8; /* how often the bound on |S| is replaced by the exact maximum */
+constexpr int kTokenTiles = kChunk / 8; /* n-tiles of a chunk's tokens */
+constexpr int kDkTiles = kDk / 8;       /* n-tiles of dk */
+constexpr int kDkSteps = kDk / 16;      /* k-steps over dk */
+
 /* One chunk's workspace tiles for a chain CTA, as bulk copies leave them: w, q, k and p swizzled like the workspace
- * rows; rows past the chunk's tokens are zero. */
+ * rows. Rows past the chunk's tokens keep an earlier chunk's (finite) values: U is zeroed there in registers. */
 struct alignas(16) ChainStage {
     __half w[kChunk][kDk];
     __half q[kChunk][kDk];
     __half k[kChunk][kDk];
     __half p[kChunk][kChunk];
-    __half u[kChunk][kTileCols];
+    __half u[kMaxChainTiles][kChunk][kTileCols];
     float4 factors[kChunk];
     float4 chunk;
 };
 
-struct alignas(16) ChainSmem {
-    ChainStage stage[2];              /* by chunk parity: the next chunk's arrive during this one */
-    __half s[kDk][kTileCols + 8];     /* state tile · 2^s (padded rows: conflict-free ldmatrix) */
-    __half un[kChunk][kTileCols + 8]; /* U · σ, σ per 16×16 block */
-    __half ut[kChunk][kTileCols + 8]; /* e^{G_C − G} n_k U · σ */
-    float sigma_inv[kBlocks][2];      /* 1/σ by (16-token block, 16-column half) */
-    float u_largest[kBlocks][2];      /* the largest |U| and |e^{G_C − G} n_k U| of each block */
-    unsigned s_max[2];                /* float bits of max |S| after a chunk, by its parity */
-    uint64_t arrived[2];              /* mbarriers: stage[b]'s bulk copies have landed */
+/* From a state warp to its output warp, one chunk's: S' as A operands (lane-major: lane l's four registers of k-step
+ * kk at s[kk][l]), its 1/F by row, and Uᵀ in accumulator layout; with the mbarriers of the exchange, each completed
+ * once a chunk by the 32 lanes of one warp. */
+struct alignas(16) Handoff {
+    uint4 s[kDkSteps][32];
+    float4 u[kTokenTiles][32];
+    float2 s_inv[32];
+    uint64_t state_ready; /* S' is in (state warp) */
+    uint64_t u_ready;     /* U is in (state warp) */
+    uint64_t taken;       /* both are in the output warp's registers (output warp) */
 };
 
-/* One chain CTA's view: its sequence, v-head, tile and q/k head. */
+template <int kTiles> struct alignas(16) ChainSmem {
+    static constexpr int kPairs = kPairsPerTile * kTiles, kThreads = 2 * 32 * kPairs, kStages = chain_stages(kTiles);
+    ChainStage stage[kStages]; /* chunk c in stage c % kStages */
+    Handoff handoff[kPairs];
+    uint64_t arrived[kStages]; /* mbarriers: the stage's bulk copies have landed */
+};
+
+/* One chain CTA's view: its sequence, v-head, first workspace tile and how many, q/k head. */
 struct ChainCta {
     la_seq seq;
-    int head, tile, qk_head;
+    int head, tile0, tiles, qk_head;
 };
 
-/* What a chain warp owns: in the products the 16×16 block (mt, nh) of X = W S' (x_warp) or of Y = Q̂ S' and then of
- * O; in the update the 16 rows 16·rows.. and 16 columns 16·cols.. of the state tile. */
+/* A chain warp: its pair (pair / kPairsPerTile: which tile of the CTA; the rest: which 16 columns of it) and role. */
 struct ChainWarp {
-    bool x_warp;
-    int mt, nh, rows, cols;
+    int pair;
+    bool state;
 };
 
-__device__ __forceinline__ ChainWarp chain_warp()
+/* The output warps meet at a named barrier before a stage is refilled. */
+constexpr int kOutputTeamBarrier = 1;
+__device__ __forceinline__ void named_sync(int id, int threads)
 {
-    const int w = threadIdx.x / 32;
-    return {w < kChainWarps / 2, (w >> 1) & 3, w & 1, w & 7, w >> 3};
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
 /* ---- bulk copies behind an mbarrier ----------------------------------------------------------------------------- */
 
-__device__ __forceinline__ void barrier_init(uint64_t *bar)
+__device__ __forceinline__ void barrier_init(uint64_t *bar, unsigned arrivals = 1)
 {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(arrivals) : "memory");
 }
 
 /* The one arrival of the phase, announcing `bytes` bytes of copies that complete it. */
@@ -1049,6 +1077,12 @@ __device__ __forceinline__ void barrier_wait(uint64_t *bar, unsigned phase)
                  : "memory");
 }
 
+/* An arrival of every lane of a warp on a barrier that expects 32: each lane releases its own accesses. */
+__device__ __forceinline__ void warp_arrive(uint64_t *bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+
 __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *bar)
 {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
@@ -1057,24 +1091,7 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned b
                  : "memory");
 }
 
-/* Zeros rows [len, C) of a stage (a chunk shorter than C: the first or the last of a step), by kWorkers threads
- * numbered by `worker`. */
-template <bool kDelta, int kWorkers>
-__device__ __forceinline__ void zero_stage_tail(ChainStage &st, int len, int worker)
-{
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-    for (int r = len + worker / 16; r < kChunk; r += kWorkers / 16) {
-        const int c = 8 * (worker % 16);
-        if (kDelta) *reinterpret_cast<uint4 *>(&st.w[r][c]) = zero;
-        *reinterpret_cast<uint4 *>(&st.q[r][c]) = zero;
-        *reinterpret_cast<uint4 *>(&st.k[r][c]) = zero;
-        if (c < kChunk) *reinterpret_cast<uint4 *>(&st.p[r][c]) = zero;
-        if (c < kTileCols) *reinterpret_cast<uint4 *>(&st.u[r][c]) = zero;
-        if (c == 0) st.factors[r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-}
-
-/* Thread 0: the bulk copies of the chunk of `len` tokens at step token c0 into `st`, completing `bar`'s phase. */
+/* One thread: the bulk copies of the chunk of `len` tokens at step token c0 into `st`, completing `bar`'s phase. */
 template <bool kDelta>
 __device__ __forceinline__ void fetch_stage(const Params &p, const ChainCta &cta, ChainStage &st, uint64_t *bar,
                                             int c0, int len)
@@ -1082,276 +1099,370 @@ __device__ __forceinline__ void fetch_stage(const Params &p, const ChainCta &cta
     const Workspace &ws = p.ws;
     const int64_t row0 = cta.seq.token_offset + c0;
     const unsigned row_bytes = kDk * sizeof(__half);
-    const unsigned bytes = (kDelta ? 3 : 2) * len * row_bytes + len * (unsigned)(kChunk + kTileCols) * sizeof(__half) +
-                           (len + 1) * (unsigned)sizeof(float4);
+    const unsigned u_bytes = len * kTileCols * (unsigned)sizeof(__half);
+    const unsigned bytes = (kDelta ? 3 : 2) * len * row_bytes + len * kChunk * (unsigned)sizeof(__half) +
+                           cta.tiles * u_bytes + (len + 1) * (unsigned)sizeof(float4);
     barrier_expect(bar, bytes);
     if (kDelta) bulk_copy(st.w, ws.w + (cta.head * ws.rows + row0) * kDk, len * row_bytes, bar);
     bulk_copy(st.q, ws.q + (cta.qk_head * ws.rows + row0) * kDk, len * row_bytes, bar);
     bulk_copy(st.k, ws.k + (cta.qk_head * ws.rows + row0) * kDk, len * row_bytes, bar);
     bulk_copy(st.p, ws.p + (cta.head * ws.rows + row0) * kChunk, len * kChunk * (unsigned)sizeof(__half), bar);
-    const int64_t tile = (int64_t)cta.head * p.tiles + cta.tile;
-    bulk_copy(st.u, ws.u + (tile * ws.rows + row0) * kTileCols, len * kTileCols * (unsigned)sizeof(__half), bar);
+    for (int t = 0; t < cta.tiles; ++t) {
+        const int64_t tile = (int64_t)cta.head * p.tiles + cta.tile0 + t;
+        bulk_copy(st.u[t], ws.u + (tile * ws.rows + row0) * kTileCols, u_bytes, bar);
+    }
     bulk_copy(st.factors, ws.factors + cta.head * ws.rows + row0, len * (unsigned)sizeof(float4), bar);
     bulk_copy(&st.chunk, ws.chunk + cta.head * ws.rows + row0, sizeof(float4), bar);
 }
 
-/* ---- the state tile in registers: a warp's 16×16 block, mma accumulator layout (2 n-tiles) -------------------- */
+/* The first token in the step of the sequence's chunk `index`. */
+__device__ __forceinline__ int chunk_start(const la_seq &seq, int index)
+{
+    return index == 0 ? 0 : chunk_length(seq, 0) + (index - 1) * kChunk;
+}
 
-template <typename State> __device__ __forceinline__ State *state_tile(const Params &p, const ChainCta &cta, int slot)
+/* Chunk `index` into its stage, if the sequence has it. */
+template <bool kDelta, int kTiles>
+__device__ __forceinline__ void fetch_chunk(const Params &p, const ChainCta &cta, ChainSmem<kTiles> &sm, int index)
+{
+    if (index >= chunk_count(cta.seq)) return;
+    const int c0 = chunk_start(cta.seq, index), stage = index % ChainSmem<kTiles>::kStages;
+    fetch_stage<kDelta>(p, cta, sm.stage[stage], &sm.arrived[stage], c0, chunk_length(cta.seq, c0));
+}
+
+/* ---- fragments of the warp-owned products ------------------------------------------------------------------------ */
+
+/* B operands of two n-tiles (k0..k0+15 × n0..n0+15) of a swizzled tile stored [k][n]: r0,r1 for n0.., r2,r3 for
+ * n0+8.. */
+template <int kCols>
+__device__ __forceinline__ void load_b_kn_swizzled(const __half (*m)[kCols], int k0, int n0, uint32_t (&r)[4])
+{
+    const int l = threadIdx.x & 31, row = k0 + (l & 7) + ((l >> 3) & 1) * 8, col = n0 + (l >> 4) * 8;
+    ldsm_x4_trans(smem_addr(&m[row][swizzled_col(row, col)]), r);
+}
+
+/* The A operand (m0..m0+15 × k0..k0+15) of a matrix stored [k][m]. */
+template <int kCols>
+__device__ __forceinline__ void load_a_km(const __half (*m)[kCols], int m0, int k0, uint32_t (&r)[4])
+{
+    const int l = threadIdx.x & 31, row = k0 + (l & 7) + (l >> 4) * 8, col = m0 + ((l >> 3) & 1) * 8;
+    ldsm_x4_trans(smem_addr(&m[row][col]), r);
+}
+
+/* Moves an 8×8 matrix of 16-bit pairs from rows (lane/4) to columns: the accumulator layout's transpose. */
+__device__ __forceinline__ uint32_t transpose_8x8(uint32_t x)
+{
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(y) : "r"(x));
+    return y;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi)
+{
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* The largest x over the four lanes that hold a row of an accumulator. */
+__device__ __forceinline__ float row_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(kFullMask, x, 1));
+    return fmaxf(x, __shfl_xor_sync(kFullMask, x, 2));
+}
+
+/* A 16-row block in accumulator layout (n-tiles of 8 columns) as A operands over its columns, row h·8 + g times
+ * scale[h]. */
+template <int kTiles>
+__device__ __forceinline__ void block_operands(const float (&c)[kTiles][4], const float (&scale)[2],
+                                               uint32_t (&a)[kTiles / 2][4])
+{
+#pragma unroll
+    for (int kk = 0; kk < kTiles / 2; ++kk) {
+        a[kk][0] = pack_half2(c[2 * kk][0] * scale[0], c[2 * kk][1] * scale[0]);
+        a[kk][1] = pack_half2(c[2 * kk][2] * scale[1], c[2 * kk][3] * scale[1]);
+        a[kk][2] = pack_half2(c[2 * kk + 1][0] * scale[0], c[2 * kk + 1][1] * scale[0]);
+        a[kk][3] = pack_half2(c[2 * kk + 1][2] * scale[1], c[2 * kk + 1][3] * scale[1]);
+    }
+}
+
+/* The same with no scaling: the block is in range as it stands. */
+template <int kTiles>
+__device__ __forceinline__ void block_operands(const float (&c)[kTiles][4], uint32_t (&a)[kTiles / 2][4])
+{
+#pragma unroll
+    for (int kk = 0; kk < kTiles / 2; ++kk) {
+        a[kk][0] = pack_half2(c[2 * kk][0], c[2 * kk][1]);
+        a[kk][1] = pack_half2(c[2 * kk][2], c[2 * kk][3]);
+        a[kk][2] = pack_half2(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+        a[kk][3] = pack_half2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+    }
+}
+
+/* The largest |x| of rows g and g+8 of a 16-row accumulator block. */
+template <int kTiles> __device__ __forceinline__ void row_abs_max(const float (&c)[kTiles][4], float (&m)[2])
+{
+    m[0] = m[1] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) m[e >> 1] = fmaxf(m[e >> 1], fabsf(c[nt][e]));
+    m[0] = row_max(m[0]);
+    m[1] = row_max(m[1]);
+}
+
+/* Powers of two for rows g and g+8 of a 16-row accumulator block from their largest |x| (target as in pow2_scale),
+ * and their inverses. */
+template <int kTiles>
+__device__ __forceinline__ void row_scales(const float (&c)[kTiles][4], int target, float (&scale)[2],
+                                           float (&inverse)[2])
+{
+    float m[2];
+    row_abs_max(c, m);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        scale[h] = pow2_scale(m[h], target);
+        inverse[h] = pow2_inverse(scale[h]);
+    }
+}
+
+/* ---- the state in registers ----------------------------------------------------------------------------------- */
+
+/* The warp pair's first column of the head's state in `slot`. */
+template <typename State>
+__device__ __forceinline__ State *state_columns(const Params &p, const ChainCta &cta, const ChainWarp &cw, int slot)
 {
     const la_layer &L = p.layer;
     return static_cast<State *>(p.state.recurrent) + ((size_t)slot * L.hv + cta.head) * (size_t)kDk * L.dv +
-           cta.tile * kTileCols;
+           (cta.tile0 * kPairsPerTile + cw.pair) * kWarpCols;
 }
 
-__device__ __forceinline__ void load2(const float *src, float &a, float &b)
+__device__ __forceinline__ float load1(const float *src) { return *src; }
+__device__ __forceinline__ float load1(const uint16_t *src) { return bf16_bits_to_float(*src); }
+__device__ __forceinline__ void store1(float *dst, float x) { *dst = x; }
+__device__ __forceinline__ void store1(uint16_t *dst, float x) { *dst = float_to_bf16_bits(x); }
+
+/* The element of the state behind accumulator entry e of n-tile nt, from the pair's first column. */
+__device__ __forceinline__ size_t state_offset(int dv, int nt, int e)
 {
-    const float2 v = *reinterpret_cast<const float2 *>(src);
-    a = v.x, b = v.y;
-}
-__device__ __forceinline__ void load2(const uint16_t *src, float &a, float &b)
-{
-    const uint32_t v = *reinterpret_cast<const uint32_t *>(src);
-    a = bf16_bits_to_float(v & 0xffffu), b = bf16_bits_to_float(v >> 16);
-}
-__device__ __forceinline__ void store2(float *dst, float a, float b)
-{
-    *reinterpret_cast<float2 *>(dst) = make_float2(a, b);
-}
-__device__ __forceinline__ void store2(uint16_t *dst, float a, float b)
-{
-    *reinterpret_cast<uint32_t *>(dst) = (uint32_t)float_to_bf16_bits(a) | ((uint32_t)float_to_bf16_bits(b) << 16);
+    const int lane = threadIdx.x & 31;
+    return (size_t)(8 * nt + 2 * (lane & 3) + (e & 1)) * dv + (lane >> 2) + 8 * (e >> 1);
 }
 
-/* The element (row, column) of the tile behind accumulator entry e of n-tile nt. */
-__device__ __forceinline__ int state_row(const ChainWarp &cw, int e)
-{
-    return 16 * cw.rows + ((threadIdx.x & 31) >> 2) + 8 * (e >> 1);
-}
-__device__ __forceinline__ int state_col(const ChainWarp &cw, int nt)
-{
-    return 16 * cw.cols + 8 * nt + 2 * (threadIdx.x & 3);
-}
+/* What a state warp carries from chunk to chunk: Sᵀ times a power of two F per row (rows g and g + 8), F, and a
+ * bound on |S| per row. One F serves both fp16 operands of the state's products, S·F itself and Ũ·F of its update,
+ * so the registers are packed as they stand and the update accumulates into them with no rescaling after it. */
+struct StateRegs {
+    float s[kDkTiles][4];
+    float f[2], bound[2];
+};
 
-template <typename State>
-__device__ __forceinline__ void load_state(const State *tile, int dv, const ChainWarp &cw, float (&s)[2][4])
+/* F from the bound: |S·F| < 2^kStateTarget, and |Ũ·F| too, since Σ|Ũ| is part of the bound. */
+__device__ __forceinline__ float state_scale(float bound) { return pow2_scale(bound, kStateTarget); }
+
+/* The exact maximum for the bound, which otherwise only grows (k̂ is a unit vector, so each chunk adds at most
+ * Σ_tokens |Ũ| to a row): re-anchored now and then, it stays within a small factor of |S|. */
+__device__ __forceinline__ void anchor_bound(StateRegs &r)
 {
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; e += 2)
-            load2(tile + (size_t)state_row(cw, e) * dv + state_col(cw, nt), s[nt][e], s[nt][e + 1]);
+    float m[2];
+    row_abs_max(r.s, m);
+    r.bound[0] = m[0] * pow2_inverse(r.f[0]);
+    r.bound[1] = m[1] * pow2_inverse(r.f[1]);
 }
 
 template <typename State>
-__device__ __forceinline__ void store_state(State *tile, int dv, const ChainWarp &cw, const float (&s)[2][4])
+__device__ __forceinline__ void load_state(const State *cols, int dv, StateRegs &r)
 {
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
+    for (int nt = 0; nt < kDkTiles; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; e += 2)
-            store2(tile + (size_t)state_row(cw, e) * dv + state_col(cw, nt), s[nt][e], s[nt][e + 1]);
-}
-
-__device__ __forceinline__ float block_abs_max(const float (&s)[2][4])
-{
-    float m = 0.0f;
+        for (int e = 0; e < 4; ++e) r.s[nt][e] = load1(cols + state_offset(dv, nt, e));
+    float m[2];
+    row_abs_max(r.s, m);
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) m = fmaxf(m, fabsf(s[nt][e]));
-    return m;
-}
-
-/* S' = S · 2^s into shared memory as the fp16 operand of the products, 2^s from a bound on |S|; returns 2^−s. */
-__device__ __forceinline__ float stage_state(ChainSmem &sm, const ChainWarp &cw, const float (&s)[2][4], float bound)
-{
-    const float scale = pow2_scale(bound, kStateTarget);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; e += 2)
-            *reinterpret_cast<uint32_t *>(&sm.s[state_row(cw, e)][state_col(cw, nt)]) =
-                pack_half2(s[nt][e] * scale, s[nt][e + 1] * scale);
-    return pow2_inverse(scale);
-}
-
-/* The warp's block of X = W S' or Y = Q̂ S' (rows mt, columns nh). All fragments are loaded first, and even and
- * odd k-steps accumulate apart, so the dependent mma chains are half as long. */
-__device__ __forceinline__ void state_product(const ChainSmem &sm, const __half (*lhs)[kDk], int mt, int nh,
-                                              float (&acc)[2][4])
-{
-    constexpr int kSteps = kDk / 16;
-    uint32_t fa[kSteps][4], fs[kSteps][4];
-#pragma unroll
-    for (int kk = 0; kk < kSteps; ++kk) {
-        load_a_swizzled(lhs, 16 * mt, 16 * kk, fa[kk]);
-        load_b_kn(sm.s, 16 * kk, 16 * nh, fs[kk]);
-    }
-    float odd[2][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < kSteps; kk += 2) {
-        mma(acc[0], fa[kk], fs[kk][0], fs[kk][1]);
-        mma(acc[1], fa[kk], fs[kk][2], fs[kk][3]);
-        mma(odd[0], fa[kk + 1], fs[kk + 1][0], fs[kk + 1][1]);
-        mma(odd[1], fa[kk + 1], fs[kk + 1][2], fs[kk + 1][3]);
+    for (int h = 0; h < 2; ++h) {
+        r.bound[h] = m[h];
+        r.f[h] = state_scale(m[h]);
     }
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
+    for (int nt = 0; nt < kDkTiles; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[nt][e] += odd[nt][e];
+        for (int e = 0; e < 4; ++e) r.s[nt][e] *= r.f[e >> 1];
 }
 
-/* U = U₀ − X / (2^w 2^s) (GLA: U = V) for the warp's 16×16 block, into shared memory scaled by the block's own
- * power of two σ (which keeps both copies in fp16's range), plain (for P U) and times e^{G_C − G} n_k (for the
- * state). */
+template <typename State>
+__device__ __forceinline__ void store_state(State *cols, int dv, const StateRegs &r)
+{
+    const float inverse[2] = {pow2_inverse(r.f[0]), pow2_inverse(r.f[1])};
+#pragma unroll
+    for (int nt = 0; nt < kDkTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) store1(cols + state_offset(dv, nt, e), r.s[nt][e] * inverse[e >> 1]);
+}
+
+/* ---- one chunk's products ---------------------------------------------------------------------------------------- */
+
+/* Xᵀ = S'ᵀ Wᵀ or Yᵀ = S'ᵀ Q̂ᵀ for the pair's columns and the chunk's tokens, over dk. */
+__device__ __forceinline__ void state_product(const uint32_t (&a)[kDkSteps][4], const __half (*rhs)[kDk],
+                                              float (&acc)[kTokenTiles][4])
+{
+#pragma unroll
+    for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < kDkSteps; ++kk) {
+        uint32_t b[kTokenTiles / 2][4];
+#pragma unroll
+        for (int nb = 0; nb < kTokenTiles / 2; ++nb) load_b_nk_swizzled(rhs, 16 * nb, 16 * kk, b[nb]);
+#pragma unroll
+        for (int nb = 0; nb < kTokenTiles / 2; ++nb) {
+            mma(acc[2 * nb], a[kk], b[nb][0], b[nb][1]);
+            mma(acc[2 * nb + 1], a[kk], b[nb][2], b[nb][3]);
+        }
+    }
+}
+
+/* Uᵀ · 2^u = U₀ᵀ 2^u − Xᵀ 2^(u−w) / F (GLA: Vᵀ 2^u) for the pair's columns, the stage's 2^−u left to its users;
+ * zero for tokens past the chunk's len, where the stage holds an earlier chunk's rows. */
 template <bool kDelta>
-__device__ __forceinline__ void update_block(ChainSmem &sm, const ChainStage &st, int mt, int nh, int len,
-                                             float s_inv, const float (&x)[2][4])
+__device__ __forceinline__ void form_u(const ChainStage &st, const ChainWarp &cw, int len,
+                                       const float (&x)[kTokenTiles][4], const float (&f)[2],
+                                       float (&u)[kTokenTiles][4])
 {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int kb = 0; kb < kBlocks; ++kb) {
+        uint32_t r[4];
+        load_a_km(st.u[cw.pair / kPairsPerTile], (cw.pair % kPairsPerTile) * kWarpCols, 16 * kb, r);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            const float2 u0 = __half22float2(*reinterpret_cast<const __half2 *>(&r[q]));
+            const int nt = 2 * kb + (q >> 1), e = 2 * (q & 1);
+            u[nt][e] = u0.x;
+            u[nt][e + 1] = u0.y;
+        }
+    }
+    if (kDelta) {
+        const float4 chunk = st.chunk; /* 2^−w / 2^−u: exact, powers of two */
+        const float x_factor[2] = {chunk.y * pow2_inverse(chunk.z) * pow2_inverse(f[0]),
+                                   chunk.y * pow2_inverse(chunk.z) * pow2_inverse(f[1])};
+#pragma unroll
+        for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) u[nt][e] = fmaf(-x[nt][e], x_factor[e >> 1], u[nt][e]);
+    }
+    if (len < kChunk) {
+        const int t = threadIdx.x & 3;
+#pragma unroll
+        for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (8 * nt + 2 * t + (e & 1) >= len) u[nt][e] = 0.0f;
+    }
+}
+
+/* Sᵀ ← e^{G_C} Sᵀ + Ũᵀ K̂ with Ũ = diag(e^{G_C − G} n_k) U, over the chunk's four 16-token k-steps. The chunk's
+ * Σ|Ũ| per row extends the bound on |S| first; the new F from it rescales the registers together with the decay. */
+__device__ __forceinline__ void update_state(const ChainStage &st, const float (&u)[kTokenTiles][4], StateRegs &r)
+{
+    const int t = threadIdx.x & 3;
     const float4 chunk = st.chunk;
-    const float x_factor = chunk.y * s_inv;
-    float u[2][4], largest = 0.0f; /* of |U| and |e^{G_C − G} n_k U| (n_k > 1 without the l2norm) */
+    float ut[kTokenTiles][4], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+        for (int e2 = 0; e2 < 2; ++e2) {
+            const float gamma = st.factors[8 * nt + 2 * t + e2].y * chunk.z; /* with the 2^−u that u carries */
+            ut[nt][e2] = u[nt][e2] * gamma;
+            ut[nt][e2 + 2] = u[nt][e2 + 2] * gamma;
+            sum[0] += fabsf(ut[nt][e2]);
+            sum[1] += fabsf(ut[nt][e2 + 2]);
+        }
+    float rescale[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-        const int i = 16 * mt + g + 8 * h;
-        const float reach = fmaxf(1.0f, st.factors[i].y);
+        sum[h] += __shfl_xor_sync(kFullMask, sum[h], 1);
+        sum[h] += __shfl_xor_sync(kFullMask, sum[h], 2);
+        r.bound[h] = fmaf(chunk.x, r.bound[h], sum[h]);
+        const float f = state_scale(r.bound[h]);
+        rescale[h] = chunk.x * f * pow2_inverse(r.f[h]);
+        r.f[h] = f;
+    }
+    uint32_t a[kBlocks][4];
+    block_operands(ut, r.f, a);
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-            const int j = 16 * nh + 8 * nt + 2 * t;
-            const float2 u0 = __half22float2(*reinterpret_cast<const __half2 *>(&st.u[i][j]));
+    for (int nt = 0; nt < kDkTiles; ++nt)
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                float value = (e == 0 ? u0.x : u0.y) * chunk.z;
-                if (kDelta) value -= x[nt][2 * h + e] * x_factor;
-                value = i < len ? value : 0.0f;
-                u[nt][2 * h + e] = value;
-                largest = fmaxf(largest, fabsf(value) * reach);
+        for (int e = 0; e < 4; ++e) r.s[nt][e] *= rescale[e >> 1];
+#pragma unroll
+    for (int kb = 0; kb < kBlocks; ++kb)
+#pragma unroll
+        for (int np = 0; np < kDkTiles / 2; ++np) {
+            uint32_t b[4];
+            load_b_kn_swizzled(st.k, 16 * kb, 16 * np, b);
+            mma(r.s[2 * np], a[kb], b[0], b[1]);
+            mma(r.s[2 * np + 1], a[kb], b[2], b[3]);
+        }
+}
+
+/* The 16 columns' outputs of one chunk, transposed 8×8 block by 8×8 block in registers (lane (g, t) then holds token
+ * 8nt + g, columns 8h + 2t and 8h + 2t + 1) and stored as bf16 pairs. kWhole: all 64 tokens, and pairs may be
+ * stored as one word. */
+template <bool kWhole>
+__device__ __forceinline__ void store_outputs(const Params &p, uint16_t *first, int len,
+                                              const float (&o)[kTokenTiles][4], const float (&factor)[2])
+{
+    const int g = (threadIdx.x & 31) >> 2;
+    const int64_t stride = p.io.out_stride;
+    uint16_t *row = first + g * stride;
+#pragma unroll
+    for (int nt = 0; nt < kTokenTiles; ++nt, row += 8 * stride)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const uint32_t pair =
+                transpose_8x8(pack_bf16x2(o[nt][2 * h] * factor[h], o[nt][2 * h + 1] * factor[h]));
+            if (kWhole) {
+                *reinterpret_cast<uint32_t *>(row + 8 * h) = pair;
+            } else if (8 * nt + g < len) {
+                row[8 * h] = (uint16_t)(pair & 0xffffu);
+                row[8 * h + 1] = (uint16_t)(pair >> 16);
             }
         }
-    }
-    largest = warp_max(largest);
-    const float sigma = pow2_scale(largest, kUpdateTarget);
-    if (lane == 0) {
-        sm.sigma_inv[mt][nh] = pow2_inverse(sigma);
-        sm.u_largest[mt][nh] = largest;
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int i = 16 * mt + g + 8 * h;
-        const float f = st.factors[i].y * sigma;
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-            const int j = 16 * nh + 8 * nt + 2 * t;
-            *reinterpret_cast<uint32_t *>(&sm.un[i][j]) =
-                pack_half2(u[nt][2 * h] * sigma, u[nt][2 * h + 1] * sigma);
-            *reinterpret_cast<uint32_t *>(&sm.ut[i][j]) = pack_half2(u[nt][2 * h] * f, u[nt][2 * h + 1] * f);
-        }
-    }
 }
 
-/* O = e^G n_q Y / 2^s + P U for the warp's block (rows mt, columns nh), written as bf16; each 16-token block of U
- * enters with its own 1/σ. */
-__device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, const ChainSmem &sm,
-                                        const ChainStage &st, int mt, int nh, int c0, int len, float s_inv,
-                                        const float (&y)[2][4])
+/* Oᵀ = Yᵀ diag(e^G n_q) / F + Uᵀ Pᵀ for the pair's columns, written as bf16. P's blocks above the diagonal are
+ * skipped (the solve never writes them); U (carrying the stage's 2^u) enters with its own power of two ρ per row. */
+__device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, const ChainWarp &cw,
+                                        const ChainStage &st, int c0, int len, const float (&s_inv)[2],
+                                        const float (&u)[kTokenTiles][4], float (&o)[kTokenTiles][4])
 {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    float o[2][4];
+    const int t = threadIdx.x & 3;
+    float rho[2], rho_inv[2];
+    row_scales(u, kUpdateTarget, rho, rho_inv);
+    uint32_t a[kBlocks][4];
+    block_operands(u, rho, a);
+    const float z = st.chunk.z, z_inv = pow2_inverse(z);
+    const float y_factor[2] = {s_inv[0] * rho[0] * z_inv, s_inv[1] * rho[1] * z_inv};
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const float f = st.factors[16 * mt + g + 8 * h].x * s_inv;
+    for (int nt = 0; nt < kTokenTiles; ++nt)
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-            o[nt][2 * h] = y[nt][2 * h] * f;
-            o[nt][2 * h + 1] = y[nt][2 * h + 1] * f;
+        for (int e = 0; e < 4; ++e) o[nt][e] *= st.factors[8 * nt + 2 * t + (e & 1)].x * y_factor[e >> 1];
+#pragma unroll
+    for (int nb = 0; nb < kBlocks; ++nb)
+#pragma unroll
+        for (int kb = 0; kb <= nb; ++kb) {
+            uint32_t b[4];
+            load_b_nk_swizzled(st.p, 16 * nb, 16 * kb, b);
+            mma(o[2 * nb], a[kb], b[0], b[1]);
+            mma(o[2 * nb + 1], a[kb], b[2], b[3]);
         }
-    }
-    /* blocks past the chunk's tokens are zero in P and U: no test on len, so every load can go first */
-    uint32_t ap[kBlocks][4], bu[kBlocks][4];
-#pragma unroll
-    for (int kb = 0; kb < kBlocks; ++kb) {
-        if (kb > mt) break;
-        load_a_swizzled(st.p, 16 * mt, 16 * kb, ap[kb]);
-        load_b_kn(sm.un, 16 * kb, 16 * nh, bu[kb]);
-    }
-#pragma unroll
-    for (int kb = 0; kb < kBlocks; ++kb) {
-        if (kb > mt) break;
-        float d[2][4] = {};
-        mma(d[0], ap[kb], bu[kb][0], bu[kb][1]);
-        mma(d[1], ap[kb], bu[kb][2], bu[kb][3]);
-        const float inv = sm.sigma_inv[kb][nh];
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) o[nt][e] = fmaf(d[nt][e], inv, o[nt][e]);
-    }
 
-    const int col0 = cta.head * p.layer.dv + cta.tile * kTileCols + 16 * nh + 2 * t;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int i = 16 * mt + g + 8 * h;
-        if (i >= len) continue;
-        uint16_t *row = p.io.out + (cta.seq.token_offset + c0 + i) * p.io.out_stride + col0;
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-            const uint16_t lo = float_to_bf16_bits(o[nt][2 * h]), hi = float_to_bf16_bits(o[nt][2 * h + 1]);
-            if (p.out_pairs) {
-                *reinterpret_cast<uint32_t *>(row + 8 * nt) = (uint32_t)lo | ((uint32_t)hi << 16);
-            } else {
-                row[8 * nt] = lo;
-                row[8 * nt + 1] = hi;
-            }
-        }
-    }
-}
-
-/* S ← e^{G_C} S + K̂ᵀ Ũ for the warp's 16×16 block of the state tile. Rows past the chunk's tokens are zero in K̂
- * and Ũ, so all four blocks go in and every load is issued before the first mma: the update is on the chain's
- * critical path, and a load per block waited on one by one was most of its stalls. */
-__device__ __forceinline__ void update_state(const ChainSmem &sm, const ChainStage &st, const ChainWarp &cw,
-                                             float (&s)[2][4])
-{
-    uint32_t ak[kBlocks][4], bu[kBlocks][4];
-#pragma unroll
-    for (int kb = 0; kb < kBlocks; ++kb) {
-        load_a_transposed_swizzled(st.k, 16 * cw.rows, 16 * kb, ak[kb]);
-        load_b_kn(sm.ut, 16 * kb, 16 * cw.cols, bu[kb]);
-    }
-    const float decay = st.chunk.x;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nt][e] *= decay;
-#pragma unroll
-    for (int kb = 0; kb < kBlocks; ++kb) {
-        float d[2][4] = {};
-        mma(d[0], ak[kb], bu[kb][0], bu[kb][1]);
-        mma(d[1], ak[kb], bu[kb][2], bu[kb][3]);
-        const float inv = sm.sigma_inv[kb][cw.cols];
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[nt][e] = fmaf(d[nt][e], inv, s[nt][e]);
-    }
-}
-
-/* A bound on |S| after the chunk's update, the same in every warp: e^{G_C} max|S| before it plus, k̂ being a unit
- * vector, Σ over the chunk's tokens of |e^{G_C − G} n_k U|, taken 16 tokens at a time by the blocks' largest. It
- * scales the next chunk's fp16 copy of S without a reduction over the CTA between the update and the products. */
-__device__ __forceinline__ float state_bound(const ChainSmem &sm, const ChainStage &st, float before)
-{
-    float added = 0.0f;
-#pragma unroll
-    for (int nh = 0; nh < 2; ++nh) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int b = 0; b < kBlocks; ++b) sum += sm.u_largest[b][nh];
-        added = fmaxf(added, sum);
-    }
-    return fmaf(st.chunk.x, before, 16.0f * added);
+    const float factor[2] = {z * rho_inv[0], z * rho_inv[1]};
+    uint16_t *first = p.io.out + (cta.seq.token_offset + c0) * p.io.out_stride + cta.head * p.layer.dv +
+                      (cta.tile0 * kPairsPerTile + cw.pair) * kWarpCols + 2 * t;
+    if (len == kChunk && p.out_pairs)
+        store_outputs<true>(p, first, len, o, factor);
+    else
+        store_outputs<false>(p, first, len, o, factor);
 }
 
 /* Checkpoint `index` of the batch, or one that is never reached when the sequence has no more. */
@@ -1365,117 +1476,194 @@ __device__ __forceinline__ la_checkpoint next_checkpoint(const Params &p, int in
     return none;
 }
 
-/* What a chain CTA carries from one chunk to the next. */
-struct ChainLoop {
-    float s[2][4];   /* the warp's block of the state tile */
-    float s_inv;     /* 2^−s of S's staged fp16 copy */
+/* S' = S·F as the fp16 A operands of the products, and 1/F, into a handoff. */
+__device__ __forceinline__ void hand_over_state(const StateRegs &r, Handoff &h)
+{
+    const int lane = threadIdx.x & 31;
+    uint32_t a[kDkSteps][4];
+    block_operands(r.s, a);
+#pragma unroll
+    for (int kk = 0; kk < kDkSteps; ++kk) h.s[kk][lane] = make_uint4(a[kk][0], a[kk][1], a[kk][2], a[kk][3]);
+    h.s_inv[lane] = make_float2(pow2_inverse(r.f[0]), pow2_inverse(r.f[1]));
+}
+
+__device__ __forceinline__ void take_state(const Handoff &h, uint32_t (&a)[kDkSteps][4], float (&s_inv)[2])
+{
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int kk = 0; kk < kDkSteps; ++kk) {
+        const uint4 v = h.s[kk][lane];
+        a[kk][0] = v.x, a[kk][1] = v.y, a[kk][2] = v.z, a[kk][3] = v.w;
+    }
+    const float2 inv = h.s_inv[lane];
+    s_inv[0] = inv.x, s_inv[1] = inv.y;
+}
+
+/* Where a warp's walk over the stages stands: the stage of the current chunk and the phase to wait for on it. */
+template <int kTiles> struct StageCursor {
+    int stage;
     unsigned phases; /* bit b: the phase of arrived[b] to wait for next */
-    int c0;          /* the chunk's first token in the step */
+
+    __device__ __forceinline__ void wait(ChainSmem<kTiles> &sm)
+    {
+        barrier_wait(&sm.arrived[stage], (phases >> stage) & 1u);
+        phases ^= 1u << stage;
+    }
+    __device__ __forceinline__ void advance() { stage = stage + 1 == ChainSmem<kTiles>::kStages ? 0 : stage + 1; }
+};
+
+/* The state warp of a pair: for each chunk, X and U (handed over), the state update, the checkpoints, and S' of the
+ * next chunk (handed over once the output warp has taken this chunk's). It writes the final state. */
+template <bool kDelta, typename State, int kTiles>
+__device__ __forceinline__ void state_warp(const Params &p, const ChainCta &cta, const ChainWarp &cw,
+                                           ChainSmem<kTiles> &sm)
+{
+    const la_layer &L = p.layer;
+    StateRegs r;
+#pragma unroll
+    for (int nt = 0; nt < kDkTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) r.s[nt][e] = 0.0f;
+    r.f[0] = r.f[1] = 1.0f;
+    r.bound[0] = r.bound[1] = 0.0f;
+    if (cta.seq.init_slot >= 0) load_state(state_columns<State>(p, cta, cw, cta.seq.init_slot), L.dv, r);
+    Handoff &handoff = sm.handoff[cw.pair];
+    const int chunks = chunk_count(cta.seq);
+    if (chunks > 0) {
+        hand_over_state(r, handoff);
+        warp_arrive(&handoff.state_ready);
+    }
+
     /* The next two checkpoints are held in registers: when one is written, the one after it is already there to
      * compare with, and the load that replaces it has chunks to land (a load used at once stalled the chain ~2 µs
      * per checkpoint). */
-    int next_cp, cp_end;
-    la_checkpoint next, after;
-};
+    int next_cp = cta.seq.checkpoint_begin;
+    const int cp_end = cta.seq.checkpoint_begin + cta.seq.checkpoint_count;
+    la_checkpoint next = next_checkpoint(p, next_cp, cp_end), after = next_checkpoint(p, next_cp + 1, cp_end);
 
-/* One chunk. Its stage's parity is a constant, so every shared-memory address the chunk uses is a fixed offset from
- * a per-thread base: with the parity a variable, the chain recomputed them each chunk. */
-template <bool kDelta, typename State, int kParity>
-__device__ __forceinline__ void chain_chunk(const Params &p, const ChainCta &cta, const ChainWarp &cw, ChainSmem &sm,
-                                            ChainLoop &lp)
-{
-    const int n = cta.seq.num_tokens, tid = threadIdx.x, c0 = lp.c0, len = chunk_length(cta.seq, c0);
-    const ChainStage &st = sm.stage[kParity];
-    barrier_wait(&sm.arrived[kParity], (lp.phases >> kParity) & 1u);
-    lp.phases ^= 1u << kParity;
-    __syncthreads(); /* S is staged and its maximum is in; the previous chunk is done with everything */
-    if (tid == 0) sm.s_max[kParity] = 0u; /* last read by the previous chunk's bound */
+    StageCursor<kTiles> cursor = {0, 0u};
+    for (int c = 0, c0 = 0; c < chunks; ++c) {
+        const int len = chunk_length(cta.seq, c0);
+        const unsigned phase = c & 1;
+        const ChainStage &st = sm.stage[cursor.stage];
+        float x[kTokenTiles][4], u[kTokenTiles][4];
+        if (kDelta) {
+            uint32_t a[kDkSteps][4];
+            float s_inv[2];
+            take_state(handoff, a, s_inv); /* its own copy: registers do not hold two across the update */
+            cursor.wait(sm);
+            state_product(a, st.w, x);
+        } else {
+            cursor.wait(sm);
+        }
+        form_u<kDelta>(st, cw, len, x, r.f, u);
+#pragma unroll
+        for (int nt = 0; nt < kTokenTiles; ++nt)
+            handoff.u[nt][threadIdx.x & 31] = make_float4(u[nt][0], u[nt][1], u[nt][2], u[nt][3]);
+        warp_arrive(&handoff.u_ready);
+        update_state(st, u, r);
+        if (c % kReanchorChunks == kReanchorChunks - 1) anchor_bound(r);
 
-    /* The next chunk's tiles are fetched as soon as their stage is free (it was last read in the previous chunk), by
-     * the Y warps, which would otherwise wait for the X warps' U at the next barrier: a whole chunk ahead, off the
-     * chain's critical path. */
-    const int next_c0 = c0 + len;
-    if (!cw.x_warp && next_c0 < n) {
-        const int next_len = chunk_length(cta.seq, next_c0), worker = tid - kChainThreads / 2;
-        if (worker == 0)
-            fetch_stage<kDelta>(p, cta, sm.stage[kParity ^ 1], &sm.arrived[kParity ^ 1], next_c0, next_len);
-        if (next_len < kChunk) zero_stage_tail<kDelta, kChainThreads / 2>(sm.stage[kParity ^ 1], next_len, worker);
+        const int64_t done = cta.seq.start_position + c0 + len;
+        while (next.position <= done) {
+            if (next.position == done) store_state(state_columns<State>(p, cta, cw, next.slot), L.dv, r);
+            next = after;
+            after = next_checkpoint(p, ++next_cp + 1, cp_end);
+        }
+        barrier_wait(&handoff.taken, phase); /* the output warp has this chunk's S' and U */
+        if (c + 1 < chunks) {
+            hand_over_state(r, handoff);
+            warp_arrive(&handoff.state_ready);
+        }
+        cursor.advance();
+        c0 += len;
     }
-    float acc[2][4] = {};
-    if (!cw.x_warp || kDelta) state_product(sm, cw.x_warp ? st.w : st.q, cw.mt, cw.nh, acc);
-    if (cw.x_warp) update_block<kDelta>(sm, st, cw.mt, cw.nh, len, lp.s_inv, acc);
-    __syncthreads();
-
-    if (!cw.x_warp) outputs(p, cta, sm, st, cw.mt, cw.nh, c0, len, lp.s_inv, acc);
-    update_state(sm, st, cw, lp.s);
-    /* The next chunk's fp16 copy of S is staged now, not after a reduction of its maximum at the next chunk's start:
-     * one barrier a chunk fewer on the chain's critical path. The exact maximum still goes to the bound after the
-     * next chunk. */
-    block_max_into(&sm.s_max[kParity], block_abs_max(lp.s));
-    lp.s_inv = stage_state(sm, cw, lp.s, state_bound(sm, st, __uint_as_float(sm.s_max[kParity ^ 1])));
-    const int64_t done = cta.seq.start_position + c0 + len;
-    while (lp.next.position <= done) {
-        if (lp.next.position == done) store_state(state_tile<State>(p, cta, lp.next.slot), p.layer.dv, cw, lp.s);
-        lp.next = lp.after;
-        lp.after = next_checkpoint(p, ++lp.next_cp + 1, lp.cp_end);
-    }
-    lp.c0 = next_c0;
+    store_state(state_columns<State>(p, cta, cw, cta.seq.state_slot), L.dv, r);
 }
 
-template <bool kDelta, typename State>
-__global__ void __launch_bounds__(kChainThreads, 1) chain_kernel(const __grid_constant__ Params p)
+/* The output warp of a pair: for each chunk, Y from the handed-over S', then O once U is handed over. The output
+ * warps also refill the stages: once every warp is done with chunk c − 1, chunk c − 1 + kStages goes into its
+ * stage. */
+template <bool kDelta, int kTiles>
+__device__ __forceinline__ void output_warp(const Params &p, const ChainCta &cta, const ChainWarp &cw,
+                                            ChainSmem<kTiles> &sm)
 {
+    constexpr int kPairs = ChainSmem<kTiles>::kPairs, kStages = ChainSmem<kTiles>::kStages;
+    Handoff &handoff = sm.handoff[cw.pair];
+    const int chunks = chunk_count(cta.seq);
+    StageCursor<kTiles> cursor = {0, 0u};
+    for (int c = 0, c0 = 0; c < chunks; ++c) {
+        const int len = chunk_length(cta.seq, c0);
+        const unsigned phase = c & 1;
+        const ChainStage &st = sm.stage[cursor.stage];
+        barrier_wait(&handoff.state_ready, phase); /* S' of chunk c: the state warp is past c − 1 */
+        if (c >= 1) {
+            named_sync(kOutputTeamBarrier, 32 * kPairs); /* and so are the other output warps */
+            if (cw.pair == 0 && (threadIdx.x & 31) == 0) fetch_chunk<kDelta>(p, cta, sm, c - 1 + kStages);
+        }
+        uint32_t a[kDkSteps][4];
+        float s_inv[2];
+        take_state(handoff, a, s_inv);
+        cursor.wait(sm);
+        float y[kTokenTiles][4], u[kTokenTiles][4]; /* u carries the stage's 2^u */
+        state_product(a, st.q, y);
+        barrier_wait(&handoff.u_ready, phase);
+#pragma unroll
+        for (int nt = 0; nt < kTokenTiles; ++nt) {
+            const float4 v = handoff.u[nt][threadIdx.x & 31];
+            u[nt][0] = v.x, u[nt][1] = v.y, u[nt][2] = v.z, u[nt][3] = v.w;
+        }
+        warp_arrive(&handoff.taken);
+        outputs(p, cta, cw, st, c0, len, s_inv, u, y);
+        cursor.advance();
+        c0 += len;
+    }
+}
+
+/* One CTA per (sequence, v-head, kTiles 32-column workspace tiles): a state warp and an output warp per 16
+ * columns. */
+template <bool kDelta, typename State, int kTiles>
+__global__ void __launch_bounds__(ChainSmem<kTiles>::kThreads, 1) chain_kernel(const __grid_constant__ Params p)
+{
+    using Smem = ChainSmem<kTiles>;
     extern __shared__ __align__(16) unsigned char smem_bytes[];
-    ChainSmem &sm = *reinterpret_cast<ChainSmem *>(smem_bytes);
+    Smem &sm = *reinterpret_cast<Smem *>(smem_bytes);
     const la_layer &L = p.layer;
 
+    const int ctas_per_head = p.tiles / kTiles;
     ChainCta cta;
-    cta.tile = blockIdx.x % p.tiles;
-    cta.head = (blockIdx.x / p.tiles) % L.hv;
-    cta.seq = p.seqs[blockIdx.x / p.tiles / L.hv];
+    cta.tiles = kTiles;
+    cta.tile0 = (blockIdx.x % ctas_per_head) * kTiles;
+    cta.head = (blockIdx.x / ctas_per_head) % L.hv;
+    cta.seq = p.seqs[blockIdx.x / ctas_per_head / L.hv];
     if (!runs_chunked(cta.seq, p.min_tokens)) return;
     cta.qk_head = cta.head / (L.hv / L.hk);
-    const int n = cta.seq.num_tokens;
-    const int tid = threadIdx.x;
-    const ChainWarp cw = chain_warp();
+    const int warp = threadIdx.x / 32;
+    const ChainWarp cw = {warp % Smem::kPairs, warp < Smem::kPairs};
 
-    /* The state loads go first: nothing below needs them until the first chunk's products. */
-    ChainLoop lp;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) lp.s[nt][e] = 0.0f;
-    if (cta.seq.init_slot >= 0) load_state(state_tile<State>(p, cta, cta.seq.init_slot), L.dv, cw, lp.s);
-    if (tid == 0) {
-        barrier_init(&sm.arrived[0]);
-        barrier_init(&sm.arrived[1]);
+    /* Stage rows past a chunk's tokens are never written by its copies; zeroed once, they only ever hold finite
+     * values of earlier chunks, which the products then multiply by zeros. */
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < (int)(sizeof(sm.stage) / sizeof(uint4)); i += Smem::kThreads)
+        reinterpret_cast<uint4 *>(sm.stage)[i] = zero;
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); /* before the bulk copies write over them */
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < Smem::kStages; ++b) barrier_init(&sm.arrived[b]);
+        for (Handoff &h : sm.handoff) {
+            barrier_init(&h.state_ready, 32);
+            barrier_init(&h.u_ready, 32);
+            barrier_init(&h.taken, 32);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        sm.s_max[0] = sm.s_max[1] = 0u;
     }
     __syncthreads();
-    if (n > 0) {
-        const int len0 = chunk_length(cta.seq, 0);
-        if (tid == 0) fetch_stage<kDelta>(p, cta, sm.stage[0], &sm.arrived[0], 0, len0);
-        if (len0 < kChunk) zero_stage_tail<kDelta, kChainThreads>(sm.stage[0], len0, tid);
-    }
-    /* The initial state's fp16 copy, scaled by its exact maximum, which the first chunk's bound also starts from (in
-     * s_max[1]: "before chunk 0"). */
-    block_max_into(&sm.s_max[1], block_abs_max(lp.s));
-    __syncthreads();
-    lp.s_inv = stage_state(sm, cw, lp.s, __uint_as_float(sm.s_max[1]));
-    lp.phases = 0u;
-    lp.c0 = 0;
-    lp.next_cp = cta.seq.checkpoint_begin;
-    lp.cp_end = cta.seq.checkpoint_begin + cta.seq.checkpoint_count;
-    lp.next = next_checkpoint(p, lp.next_cp, lp.cp_end);
-    lp.after = next_checkpoint(p, lp.next_cp + 1, lp.cp_end);
+    if (threadIdx.x == 0)
+        for (int c = 0; c < Smem::kStages; ++c) fetch_chunk<kDelta>(p, cta, sm, c);
 
-    while (lp.c0 < n) {
-        chain_chunk<kDelta, State, 0>(p, cta, cw, sm, lp);
-        if (lp.c0 >= n) break;
-        chain_chunk<kDelta, State, 1>(p, cta, cw, sm, lp);
-    }
-    store_state(state_tile<State>(p, cta, cta.seq.state_slot), L.dv, cw, lp.s);
+    if (cw.state)
+        state_warp<kDelta, State>(p, cta, cw, sm);
+    else
+        output_warp<kDelta>(p, cta, cw, sm);
 }
 
 /* ---- launch ---------------------------------------------------------------------------------------------------- */
@@ -1508,6 +1696,14 @@ cudaError_t launch_conv(const Params &p, cudaStream_t stream)
     return cudaGetLastError();
 }
 
+/* chains: one per (sequence, v-head, tile); a CTA takes kTiles of them. */
+template <bool kDelta, typename State, int kTiles>
+cudaError_t launch_chain(const Params &p, unsigned chains, cudaStream_t stream)
+{
+    using Smem = ChainSmem<kTiles>;
+    return launch(chain_kernel<kDelta, State, kTiles>, dim3(chains / kTiles), Smem::kThreads, sizeof(Smem), p, stream);
+}
+
 template <bool kDelta, typename State> cudaError_t launch_passes(const Params &p, unsigned chains, cudaStream_t stream)
 {
     chunk_map_kernel<<<1, kMapThreads, 0, stream>>>(p);
@@ -1519,7 +1715,8 @@ template <bool kDelta, typename State> cudaError_t launch_passes(const Params &p
         err = launch(prepare_kernel<kDelta>, dim3((unsigned)p.ws.max_items, (unsigned)p.layer.hv), kThreads,
                      sizeof(PrepSmem), p, stream);
     if (err == cudaSuccess)
-        err = launch(chain_kernel<kDelta, State>, dim3(chains), kChainThreads, sizeof(ChainSmem), p, stream);
+        err = p.chain_tiles == 1 ? launch_chain<kDelta, State, 1>(p, chains, stream)
+                                 : launch_chain<kDelta, State, 2>(p, chains, stream);
     return err;
 }
 
@@ -1566,6 +1763,10 @@ extern "C" int la_cuda_chunk_prefill_long(const la_layer *layer, const la_batch 
 
     const long long chains = (long long)batch->num_seqs * layer->hv * p.tiles;
     if (chains > INT_MAX) return cudaErrorInvalidConfiguration;
+    int sms = 0;
+    const cudaError_t err = la_cuda_sm_count(&sms);
+    if (err != cudaSuccess) return err;
+    p.chain_tiles = p.tiles % kMaxChainTiles == 0 && chains > sms ? kMaxChainTiles : 1;
     const bool delta = layer->kind == LA_KIND_GATED_DELTANET, f32 = layer->state_dtype == LA_STATE_F32;
     cudaStream_t s = stream;
     if (delta) return f32 ? launch_passes<true, float>(p, (unsigned)chains, s)

@@ -40,8 +40,8 @@
  */
 #include "la_cuda.h"
 #include "chunk_prefill.h"
+#include "sm_count.h"
 
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cuda_bf16.h>
@@ -927,20 +927,6 @@ cudaError_t launch_columns(const ForwardParams &p, unsigned blocks, bool split, 
     return cudaGetLastError();
 }
 
-/* The device's SM count, queried once per device (a launch decision must not cost a driver call each time). */
-constexpr int kCachedDevices = 64;
-cudaError_t sm_count(int *count)
-{
-    static std::atomic<int> cached[kCachedDevices];
-    int device = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err != cudaSuccess) return err;
-    if (device < kCachedDevices && (*count = cached[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
-    err = cudaDeviceGetAttribute(count, cudaDevAttrMultiProcessorCount, device);
-    if (err == cudaSuccess && device < kCachedDevices) cached[device].store(*count, std::memory_order_relaxed);
-    return err;
-}
-
 /* Whether a column-owned forward splits each head over kSplitParts CTAs: when one CTA per (sequence, v-head) would
  * leave SMs idle (fewer CTAs than SMs). Measured on an H200 (hv = 32): the split takes B=1 from 11.7 to 9.5 µs and
  * B=3 from 12.8 to 11.0 µs, but B=8 from 16.1 to 18.3 µs, so it stops below one CTA per SM. num_seqs is the plan's
@@ -949,7 +935,7 @@ constexpr int kSplitBelowPerSm = 1;
 cudaError_t split_columns(int32_t num_seqs, int32_t hv, bool *split)
 {
     int sms = 0;
-    const cudaError_t err = sm_count(&sms);
+    const cudaError_t err = la_cuda_sm_count(&sms);
     *split = err == cudaSuccess && (long long)num_seqs * hv < (long long)kSplitBelowPerSm * sms;
     return err;
 }
