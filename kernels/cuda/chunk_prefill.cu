@@ -25,25 +25,26 @@
  * Passes 2–4 meet in a workspace (la_batch.workspace; the Workspace struct below) indexed by the token's row in
  * the batch.
  *
- * Where the time goes (H200, Qwen3-Next shape, one 8192-token sequence, ncu at its locked clocks: ~755 µs of
- * kernels that take ~597 µs at run clocks): chunk map 5 µs, conv 137, prepare 246, chain 367. All are bound by
- * instruction issue and latency, not by memory (DRAM 17–38% of peak) nor tensor cores. The chain runs one 16-warp
- * CTA per SM (128 CTAs here) at ~4k cycles a chunk for ~450 instructions per warp; 22% of its warp samples wait on
- * mma results, 18% at the barriers. Measured against the version before it (same run, run clocks, T = 8192):
- * staging S from a bound instead of after a CTA-wide maximum (three barriers a chunk to two) took the prefill from
- * 691 to 659 µs, fetching the next chunk's tiles a chunk ahead to 618, the warp maxima as one redux instruction (for
- * five shuffles) to 592; all fragment loads of the update and the outputs before their mma, and the chunk as a
- * function of its stage's parity (fixed shared-memory offsets), ~1% more. On an H100 at that commit (fdf7424), ncu:
- * conv 137, prepare 241, chain 337 µs; the prefill is level with FLA's at T = 32768 and 64×1024. What did not pay:
- * a third stage of copies (+1.5% for GLA), moving the outputs (P U and their stores) into the next chunk (+1.5%),
- * four partial sums per product instead of two (+1%); a single fused kernel that also carried the conv and the
- * solve on the chain's path took ~25k cycles a chunk. The conv was issue-bound at ~3.5k SASS instructions a warp
- * (299 µs by ncu); with fewer of them (the sigmoid on ex2/rcp.approx, √ as reduce·rsqrt, template instances for v
- * and q/k, one vector load per row) it takes 137 µs.
+ * Where the time goes (Qwen3-Next shape, one 8192-token sequence, ncu at its locked clocks, commit cb56e5b): on an
+ * H100 conv 135 µs, prepare 241, chain 242 (the prefill takes 532 µs at run clocks); on an H200, a step earlier
+ * (handoffs double-buffered, same speed), 136, 241 and 257. All are bound by instruction issue and latency, not by memory (DRAM 17–38% of peak) nor tensor cores. The
+ * chain runs 128 CTAs of 4 warps, one warp per scheduler: a state warp issues ~740 instructions a chunk (128 mma),
+ * an output warp ~620 (84 mma), at ~3.7 cycles an instruction (dependent ALU chains, then shared-memory loads), so
+ * ~2.7k cycles a chunk. Measured against the version before it (same run on an H200, run clocks, T = 8192): the
+ * warp pairs in place of a 16-warp CTA that shared S through shared memory behind two barriers a chunk (~4k cycles
+ * a chunk) took the prefill from 580 to 555 µs, one scale per column for S and Ũ (no rescaling after the update,
+ * no packing multiply, no maximum a chunk) to 502, and two tiles a CTA for batches with more chains than SMs took
+ * 4×8192 from 1917 to 1730 µs and 64×1024 from 4104 to 3577. What did not pay: one warp doing all of a column
+ * group's products (742 µs at T = 8192, ~1.9k instructions a chunk on one scheduler), named barriers between the
+ * warps of a pair (racecheck reports the handoff, which it does not with per-lane mbarrier arrivals; same speed);
+ * earlier, a single fused kernel that also carried the conv and the solve on the chain's path took ~25k cycles a
+ * chunk. The conv was issue-bound at ~3.5k SASS instructions a warp (299 µs by ncu); with fewer of them (the
+ * sigmoid on ex2/rcp.approx, √ as reduce·rsqrt, template instances for v and q/k, one vector load per row) it takes
+ * 135 µs.
  *
  * DRAM traffic per token, Qwen3-Next's layer (fp16 workspace): the conv reads 16 KB of qkv and writes 16.3 KB, the
  * solve reads 16.9 KB and writes 21 KB (W, U₀, P, factors), the chain reads 28.5 KB and writes 8 KB of outputs:
- * ~108 KB, so ~300 µs at T = 8192 on an H100 at its copy bandwidth, ~2× under what the passes take now. Fusing
+ * ~108 KB, so ~300 µs at T = 8192 on an H100 at its copy bandwidth, ~1.8× under what the passes take now. Fusing
  * conv into the solve would save the 33 KB that the conv writes and the solve reads back.
  *
  * Operands are fp16 (10-bit mantissa; bf16 operands land near 4e-3 relative error against the float64 reference,
