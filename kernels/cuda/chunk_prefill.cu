@@ -980,7 +980,7 @@ template <bool kDelta> __global__ void __launch_bounds__(kThreads, 3) prepare_ke
 
 /* Each column group of 16 columns of a v-head's state, all dk rows of them, is carried by a pair of warps. The state
  * warp holds the block transposed, Sᵀ (16 × dk), in mma accumulator layout: entry e of n-tile nt of lane (g, t) is
- * S[8nt + 2t + (e & 1)][c0 + g + 8(e >> 1)]. An accumulator pair is an A operand as it stands (accumulators_to_a), so
+ * S[8nt + 2t + (e & 1)][c0 + g + 8(e >> 1)]. An accumulator pair is an A operand as it stands (block_operands), so
  * every product with S or U is an mma whose A operand is in registers and whose B operand is a stage tile:
  *
  *     state warp:   Xᵀ = S'ᵀ Wᵀ,   Uᵀ = U₀ᵀ − Xᵀ,   Sᵀ ← e^{G_C} Sᵀ + (Uᵀ diag(e^{G_C − G} n_k)) K̂
@@ -1055,7 +1055,7 @@ __device__ __forceinline__ void named_sync(int id, int threads)
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-/* ---- bulk copies behind an mbarrier ----------------------------------------------------------------------------- */
+/* ---- mbarriers: the stages' bulk copies and the pairs' handoffs ---------------------------------------------------- */
 
 __device__ __forceinline__ void barrier_init(uint64_t *bar, unsigned arrivals = 1)
 {
@@ -1171,32 +1171,22 @@ __device__ __forceinline__ float row_max(float x)
     return fmaxf(x, __shfl_xor_sync(kFullMask, x, 2));
 }
 
-/* A 16-row block in accumulator layout (n-tiles of 8 columns) as A operands over its columns, row h·8 + g times
- * scale[h]. */
-template <int kTiles>
-__device__ __forceinline__ void block_operands(const float (&c)[kTiles][4], const float (&scale)[2],
-                                               uint32_t (&a)[kTiles / 2][4])
-{
-#pragma unroll
-    for (int kk = 0; kk < kTiles / 2; ++kk) {
-        a[kk][0] = pack_half2(c[2 * kk][0] * scale[0], c[2 * kk][1] * scale[0]);
-        a[kk][1] = pack_half2(c[2 * kk][2] * scale[1], c[2 * kk][3] * scale[1]);
-        a[kk][2] = pack_half2(c[2 * kk + 1][0] * scale[0], c[2 * kk + 1][1] * scale[0]);
-        a[kk][3] = pack_half2(c[2 * kk + 1][2] * scale[1], c[2 * kk + 1][3] * scale[1]);
-    }
-}
-
-/* The same with no scaling: the block is in range as it stands. */
+/* A 16-row block in accumulator layout (n-tiles of 8 columns) as fp16 A operands over its columns. */
 template <int kTiles>
 __device__ __forceinline__ void block_operands(const float (&c)[kTiles][4], uint32_t (&a)[kTiles / 2][4])
 {
 #pragma unroll
-    for (int kk = 0; kk < kTiles / 2; ++kk) {
-        a[kk][0] = pack_half2(c[2 * kk][0], c[2 * kk][1]);
-        a[kk][1] = pack_half2(c[2 * kk][2], c[2 * kk][3]);
-        a[kk][2] = pack_half2(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-        a[kk][3] = pack_half2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < kTiles / 2; ++kk)
+        accumulators_to_a(*reinterpret_cast<const float(*)[2][4]>(&c[2 * kk]), a[kk]);
+}
+
+/* Rows g and g+8 of a 16-row accumulator block times scale[0] and scale[1]. */
+template <int kTiles> __device__ __forceinline__ void scale_rows(float (&c)[kTiles][4], const float (&scale)[2])
+{
+#pragma unroll
+    for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) c[nt][e] *= scale[e >> 1];
 }
 
 /* The largest |x| of rows g and g+8 of a 16-row accumulator block. */
@@ -1284,10 +1274,7 @@ __device__ __forceinline__ void load_state(const State *cols, int dv, StateRegs 
         r.bound[h] = m[h];
         r.f[h] = state_scale(m[h]);
     }
-#pragma unroll
-    for (int nt = 0; nt < kDkTiles; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) r.s[nt][e] *= r.f[e >> 1];
+    scale_rows(r.s, r.f);
 }
 
 template <typename State>
@@ -1389,11 +1376,9 @@ __device__ __forceinline__ void update_state(const ChainStage &st, const float (
         r.f[h] = f;
     }
     uint32_t a[kBlocks][4];
-    block_operands(ut, r.f, a);
-#pragma unroll
-    for (int nt = 0; nt < kDkTiles; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) r.s[nt][e] *= rescale[e >> 1];
+    scale_rows(ut, r.f);
+    block_operands(ut, a);
+    scale_rows(r.s, rescale);
 #pragma unroll
     for (int kb = 0; kb < kBlocks; ++kb)
 #pragma unroll
@@ -1434,13 +1419,14 @@ __device__ __forceinline__ void store_outputs(const Params &p, uint16_t *first, 
  * skipped (the solve never writes them); U (carrying the stage's 2^u) enters with its own power of two ρ per row. */
 __device__ __forceinline__ void outputs(const Params &p, const ChainCta &cta, const ChainWarp &cw,
                                         const ChainStage &st, int c0, int len, const float (&s_inv)[2],
-                                        const float (&u)[kTokenTiles][4], float (&o)[kTokenTiles][4])
+                                        float (&u)[kTokenTiles][4], float (&o)[kTokenTiles][4])
 {
     const int t = threadIdx.x & 3;
     float rho[2], rho_inv[2];
     row_scales(u, kUpdateTarget, rho, rho_inv);
     uint32_t a[kBlocks][4];
-    block_operands(u, rho, a);
+    scale_rows(u, rho);
+    block_operands(u, a);
     const float z = st.chunk.z, z_inv = pow2_inverse(z);
     const float y_factor[2] = {s_inv[0] * rho[0] * z_inv, s_inv[1] * rho[1] * z_inv};
 #pragma unroll
