@@ -130,6 +130,30 @@ Test(kernel_chunk_prefill, gla_gated_with_conv_bf16_state)
     check_case("simple GLA gated, conv width 4, bf16 state", &layer, seqs, COUNT(seqs));
 }
 
+/* More (sequence, v-head, 32-column tile) chains than the device has SMs: the chain kernel's CTAs then take two
+ * tiles each (chunk_prefill.cu), which the smaller batches above never reach. The batch is sized from the SM count. */
+Test(kernel_chunk_prefill, more_chains_than_sms_take_two_tiles_a_cta)
+{
+    require_device();
+    int device = 0, sms = 0;
+    CUDA_OK(cudaGetDevice(&device));
+    CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    const layer_spec gdn_wide = {LA_KIND_GATED_DELTANET, 4, 16, 128, 128, 4, 1, LA_STATE_F32, 0};
+    const layer_spec gla_wide = {LA_KIND_SIMPLE_GLA, 8, 16, 128, 128, 4, 1, LA_STATE_BF16, 0};
+    const seq_spec pattern[] = {
+        {130, SEQ_FROM_SLOT, 60, 64, 1}, {1, SEQ_PADDING, 0, 0, 0}, {64, SEQ_ZERO, 0, 64, 0},
+        {200, SEQ_CONTINUE, 5, 64, 1},
+    };
+    const int32_t chains_per_seq = 16 * 128 / 32, num_seqs = sms / chains_per_seq + 2;
+    seq_spec *seqs = malloc(sizeof(seq_spec) * (size_t)num_seqs);
+    cr_assert_not_null(seqs);
+    for (int32_t i = 0; i < num_seqs; i++) seqs[i] = pattern[i % COUNT(pattern)];
+    cr_log_info("%d SMs: %d sequences, %d chains", sms, num_seqs, num_seqs * chains_per_seq);
+    check_case("gdn, more chains than SMs", &gdn_wide, seqs, num_seqs);
+    check_case("simple GLA gated, bf16 state, more chains than SMs", &gla_wide, seqs, num_seqs);
+    free(seqs);
+}
+
 /* Captured once in a graph and replayed: the launch reads the batch from device memory and does nothing on the host
  * that a capture would skip. */
 Test(kernel_chunk_prefill, graph_replay_matches_the_reference)
